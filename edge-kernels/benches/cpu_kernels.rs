@@ -51,7 +51,13 @@ fn batch_threads(c: &mut Criterion) {
     g.sample_size(10);
     let d = 1 << 20;
     let masks: Vec<Mask> = (0..8u8)
-        .map(|i| Mask::new([i; 32], u64::from(i), if i % 2 == 0 { Sign::Add } else { Sign::Sub }))
+        .map(|i| {
+            Mask::new(
+                [i; 32],
+                u64::from(i),
+                if i % 2 == 0 { Sign::Add } else { Sign::Sub },
+            )
+        })
         .collect();
     g.throughput(Throughput::Bytes((d * 4 * masks.len()) as u64));
     let mut v = vec![0u32; d];

@@ -35,13 +35,19 @@ pub fn clip_l2(v: &mut [f32], max_norm: f32) -> Result<ClipOutcome, KernelError>
     let norm = sum_sq.sqrt();
     let bound = f64::from(max_norm);
     if norm <= bound {
-        return Ok(ClipOutcome { norm, clipped: false });
+        return Ok(ClipOutcome {
+            norm,
+            clipped: false,
+        });
     }
     let factor = bound / norm * (1.0 - 4.0 * f64::from(f32::EPSILON));
     for x in v.iter_mut() {
         *x = (f64::from(*x) * factor) as f32;
     }
-    Ok(ClipOutcome { norm, clipped: true })
+    Ok(ClipOutcome {
+        norm,
+        clipped: true,
+    })
 }
 
 #[cfg(test)]
@@ -49,14 +55,23 @@ mod tests {
     use super::*;
 
     fn norm(v: &[f32]) -> f64 {
-        v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt()
+        v.iter()
+            .map(|&x| f64::from(x) * f64::from(x))
+            .sum::<f64>()
+            .sqrt()
     }
 
     #[test]
     fn short_vectors_are_left_alone() {
         let mut v = vec![3.0, 4.0];
         let out = clip_l2(&mut v, 5.0).unwrap();
-        assert_eq!(out, ClipOutcome { norm: 5.0, clipped: false });
+        assert_eq!(
+            out,
+            ClipOutcome {
+                norm: 5.0,
+                clipped: false
+            }
+        );
         assert_eq!(v, vec![3.0, 4.0]);
     }
 
@@ -77,7 +92,13 @@ mod tests {
         let err = clip_l2(&mut v, 1.0).unwrap_err();
         assert!(matches!(err, KernelError::NonFinite { index: 1, .. }));
         assert_eq!(v[0], 1.0);
-        assert!(matches!(clip_l2(&mut [1.0], 0.0), Err(KernelError::InvalidNormBound(_))));
-        assert!(matches!(clip_l2(&mut [1.0], f32::INFINITY), Err(KernelError::InvalidNormBound(_))));
+        assert!(matches!(
+            clip_l2(&mut [1.0], 0.0),
+            Err(KernelError::InvalidNormBound(_))
+        ));
+        assert!(matches!(
+            clip_l2(&mut [1.0], f32::INFINITY),
+            Err(KernelError::InvalidNormBound(_))
+        ));
     }
 }

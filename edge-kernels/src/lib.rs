@@ -43,10 +43,8 @@ pub mod gpu;
 pub use clip::{ClipOutcome, clip_l2};
 pub use error::KernelError;
 pub use keystream::{BLOCK_WORDS, keystream_rng};
-pub use mask::{Mask, Sign, apply_mask, apply_mask_at, apply_masks};
 #[cfg(feature = "parallel")]
 pub use mask::apply_masks_parallel;
-pub use quantise::{
-    QuantParams, RoundingStream, check_sum_capacity, dequantise_mean, quantise,
-};
+pub use mask::{Mask, Sign, apply_mask, apply_mask_at, apply_masks};
+pub use quantise::{QuantParams, RoundingStream, check_sum_capacity, dequantise_mean, quantise};
 pub use sum::{add_assign_mod, sum_mod};

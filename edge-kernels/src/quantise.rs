@@ -53,7 +53,12 @@ impl QuantParams {
         if f64::from(top) > levels {
             top = top.next_down();
         }
-        Ok(Self { bits, range, scale, top })
+        Ok(Self {
+            bits,
+            range,
+            scale,
+            top,
+        })
     }
 
     /// Bits per quantised value.
@@ -128,7 +133,10 @@ pub fn quantise(
         });
     }
     if let Some(index) = input.iter().position(|x| !x.is_finite()) {
-        return Err(KernelError::NonFinite { index, value: input[index] });
+        return Err(KernelError::NonFinite {
+            index,
+            value: input[index],
+        });
     }
     let mut rng = keystream_rng(rounding.seed, rounding.stream, 0);
     let mut buf = [0u8; CHUNK * 4];
@@ -166,7 +174,11 @@ pub fn check_sum_capacity(clients: u64, bits: u32) -> Result<(), KernelError> {
     }
     let max_clients = u64::from(u32::MAX) / u64::from(max_level(bits));
     if clients > max_clients {
-        return Err(KernelError::SumOverflow { clients, bits, max_clients });
+        return Err(KernelError::SumOverflow {
+            clients,
+            bits,
+            max_clients,
+        });
     }
     Ok(())
 }
@@ -189,7 +201,10 @@ pub fn dequantise_mean(
     let n = clients as f64;
     let s = f64::from(params.scale);
     let c = f64::from(params.range);
-    Ok(sum.iter().map(|&q| (f64::from(q) / n / s - c) as f32).collect())
+    Ok(sum
+        .iter()
+        .map(|&q| (f64::from(q) / n / s - c) as f32)
+        .collect())
 }
 
 #[cfg(test)]
@@ -199,7 +214,10 @@ mod tests {
     #[test]
     fn the_ends_of_the_range_map_to_zero_and_the_top_level() {
         let p = QuantParams::new(16, 1.0).unwrap();
-        let rs = RoundingStream { seed: [1; 32], stream: 0 };
+        let rs = RoundingStream {
+            seed: [1; 32],
+            stream: 0,
+        };
         let mut q = [0u32; 4];
         quantise(&[-1.0, 1.0, -5.0, 5.0], &p, &rs, &mut q).unwrap();
         assert_eq!(q, [0, 65_535, 0, 65_535]);
@@ -210,7 +228,16 @@ mod tests {
         let p = QuantParams::new(32, 0.5).unwrap();
         assert!(f64::from(p.top()) <= f64::from(u32::MAX));
         let mut q = [0u32; 1];
-        quantise(&[0.5], &p, &RoundingStream { seed: [0; 32], stream: 0 }, &mut q).unwrap();
+        quantise(
+            &[0.5],
+            &p,
+            &RoundingStream {
+                seed: [0; 32],
+                stream: 0,
+            },
+            &mut q,
+        )
+        .unwrap();
         assert_eq!(q[0], p.top() as u32);
     }
 
@@ -218,9 +245,18 @@ mod tests {
     fn bad_parameters_are_refused_by_name() {
         assert_eq!(QuantParams::new(0, 1.0), Err(KernelError::InvalidBits(0)));
         assert_eq!(QuantParams::new(33, 1.0), Err(KernelError::InvalidBits(33)));
-        assert!(matches!(QuantParams::new(8, 0.0), Err(KernelError::InvalidRange(_))));
-        assert!(matches!(QuantParams::new(8, f32::NAN), Err(KernelError::InvalidRange(_))));
-        assert!(matches!(QuantParams::new(8, 1e30), Err(KernelError::InvalidRange(_))));
+        assert!(matches!(
+            QuantParams::new(8, 0.0),
+            Err(KernelError::InvalidRange(_))
+        ));
+        assert!(matches!(
+            QuantParams::new(8, f32::NAN),
+            Err(KernelError::InvalidRange(_))
+        ));
+        assert!(matches!(
+            QuantParams::new(8, 1e30),
+            Err(KernelError::InvalidRange(_))
+        ));
     }
 
     #[test]
@@ -228,7 +264,14 @@ mod tests {
         // 2^16 − 1 divides 2^32 − 1 exactly: 65 537 clients of 16 bits sum to 2^32 − 1.
         assert!(check_sum_capacity(65_537, 16).is_ok());
         let err = check_sum_capacity(65_538, 16).unwrap_err();
-        assert_eq!(err, KernelError::SumOverflow { clients: 65_538, bits: 16, max_clients: 65_537 });
+        assert_eq!(
+            err,
+            KernelError::SumOverflow {
+                clients: 65_538,
+                bits: 16,
+                max_clients: 65_537
+            }
+        );
         assert!(err.to_string().contains("65538 clients"));
         assert!(check_sum_capacity(1, 32).is_ok());
         assert!(check_sum_capacity(2, 32).is_err());
@@ -239,13 +282,20 @@ mod tests {
     #[test]
     fn non_finite_input_is_named() {
         let p = QuantParams::new(8, 1.0).unwrap();
-        let rs = RoundingStream { seed: [0; 32], stream: 0 };
+        let rs = RoundingStream {
+            seed: [0; 32],
+            stream: 0,
+        };
         let mut q = [0u32; 3];
         let err = quantise(&[0.0, 0.0, f32::INFINITY], &p, &rs, &mut q).unwrap_err();
         assert!(matches!(err, KernelError::NonFinite { index: 2, .. }));
         assert!(matches!(
             quantise(&[0.0], &p, &rs, &mut q),
-            Err(KernelError::LengthMismatch { expected: 1, actual: 3, .. })
+            Err(KernelError::LengthMismatch {
+                expected: 1,
+                actual: 3,
+                ..
+            })
         ));
     }
 
@@ -253,6 +303,9 @@ mod tests {
     fn mean_of_zero_clients_or_an_overflowing_count_is_refused() {
         let p = QuantParams::new(16, 1.0).unwrap();
         assert_eq!(dequantise_mean(&[1], 0, &p), Err(KernelError::NoClients));
-        assert!(matches!(dequantise_mean(&[1], 70_000, &p), Err(KernelError::SumOverflow { .. })));
+        assert!(matches!(
+            dequantise_mean(&[1], 70_000, &p),
+            Err(KernelError::SumOverflow { .. })
+        ));
     }
 }

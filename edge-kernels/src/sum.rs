@@ -50,7 +50,14 @@ mod tests {
     fn length_mismatch_is_refused_and_leaves_acc_alone() {
         let mut acc = vec![1, 2, 3];
         let err = add_assign_mod(&mut acc, &[1, 2]).unwrap_err();
-        assert!(matches!(err, KernelError::LengthMismatch { expected: 3, actual: 2, .. }));
+        assert!(matches!(
+            err,
+            KernelError::LengthMismatch {
+                expected: 3,
+                actual: 2,
+                ..
+            }
+        ));
         assert_eq!(acc, vec![1, 2, 3]);
         assert!(sum_mod(&[&[1, 2][..], &[1][..]]).is_err());
     }

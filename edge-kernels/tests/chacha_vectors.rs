@@ -33,8 +33,16 @@ fn rfc8439_appendix_a1_keystreams_on_the_cpu() {
 fn the_cpu_mask_kernel_adds_exactly_the_keystream() {
     for (i, v) in a1_vectors().into_iter().enumerate() {
         let mut out = vec![0u32; (v.block as usize + 1) * 16];
-        edge_kernels::apply_mask(&mut out, &edge_kernels::Mask::new(v.key, v.stream, edge_kernels::Sign::Add));
-        assert_eq!(&out[v.block as usize * 16..], &hex_words(v.keystream)[..], "vector #{}", i + 1);
+        edge_kernels::apply_mask(
+            &mut out,
+            &edge_kernels::Mask::new(v.key, v.stream, edge_kernels::Sign::Add),
+        );
+        assert_eq!(
+            &out[v.block as usize * 16..],
+            &hex_words(v.keystream)[..],
+            "vector #{}",
+            i + 1
+        );
     }
 }
 
@@ -44,7 +52,14 @@ fn rfc8439_appendix_a1_keystreams_on_the_gpu() {
     use edge_kernels::{Mask, Sign};
     for (i, v) in a1_vectors().into_iter().enumerate() {
         let mut out = vec![0u32; (v.block as usize + 1) * 16];
-        support::gpu().apply_masks(&mut out, &[Mask::new(v.key, v.stream, Sign::Add)]).unwrap();
-        assert_eq!(&out[v.block as usize * 16..], &hex_words(v.keystream)[..], "vector #{}", i + 1);
+        support::gpu()
+            .apply_masks(&mut out, &[Mask::new(v.key, v.stream, Sign::Add)])
+            .unwrap();
+        assert_eq!(
+            &out[v.block as usize * 16..],
+            &hex_words(v.keystream)[..],
+            "vector #{}",
+            i + 1
+        );
     }
 }

@@ -19,7 +19,10 @@ fn masking_zeros_yields_rand_chachas_words_for_every_length_and_stream() {
             let seed = [len as u8 ^ 0x5A; 32];
             let mut v = vec![0u32; len];
             apply_mask(&mut v, &Mask::new(seed, stream, Sign::Add));
-            assert!(v == reference_words(seed, stream, 0, len), "len {len} stream {stream:#x}");
+            assert!(
+                v == reference_words(seed, stream, 0, len),
+                "len {len} stream {stream:#x}"
+            );
         }
     }
 }
@@ -29,15 +32,23 @@ fn subtracting_yields_the_negated_words() {
     let seed = [9; 32];
     let mut v = vec![0u32; 1023];
     apply_mask(&mut v, &Mask::new(seed, 3, Sign::Sub));
-    let expected: Vec<u32> =
-        reference_words(seed, 3, 0, 1023).into_iter().map(u32::wrapping_neg).collect();
+    let expected: Vec<u32> = reference_words(seed, 3, 0, 1023)
+        .into_iter()
+        .map(u32::wrapping_neg)
+        .collect();
     assert_eq!(v, expected);
 }
 
 #[test]
 fn the_parallel_batch_equals_the_sequential_batch() {
     let masks: Vec<Mask> = (0..6u8)
-        .map(|i| Mask::new([i; 32], u64::from(i) << 40, if i % 3 == 0 { Sign::Sub } else { Sign::Add }))
+        .map(|i| {
+            Mask::new(
+                [i; 32],
+                u64::from(i) << 40,
+                if i % 3 == 0 { Sign::Sub } else { Sign::Add },
+            )
+        })
         .collect();
     for &len in &LENGTHS {
         let base = words(1, len);
@@ -55,7 +66,9 @@ fn pairwise_masks_cancel_in_the_sum_and_self_masks_come_off_exactly() {
     // subtracts the pair's keystream: the same arithmetic SecAgg+ relies on.
     let n = 5usize;
     let d = 10_007;
-    let inputs: Vec<Vec<u32>> = (0..n).map(|u| words(u as u8, d).iter().map(|w| w >> 12).collect()).collect();
+    let inputs: Vec<Vec<u32>> = (0..n)
+        .map(|u| words(u as u8, d).iter().map(|w| w >> 12).collect())
+        .collect();
     let pair_seed = |u: usize, v: usize| [(u * 16 + v) as u8; 32];
     let self_mask = |u: usize| Mask::new([200 + u as u8; 32], 7, Sign::Add);
     let masked: Vec<Vec<u32>> = (0..n)
@@ -64,7 +77,11 @@ fn pairwise_masks_cancel_in_the_sum_and_self_masks_come_off_exactly() {
             let mut masks = vec![self_mask(u)];
             for v in (0..n).filter(|&v| v != u) {
                 let (lo, hi) = (u.min(v), u.max(v));
-                masks.push(Mask::new(pair_seed(lo, hi), 0, if u < v { Sign::Add } else { Sign::Sub }));
+                masks.push(Mask::new(
+                    pair_seed(lo, hi),
+                    0,
+                    if u < v { Sign::Add } else { Sign::Sub },
+                ));
             }
             apply_masks(&mut y, &masks);
             y
@@ -75,7 +92,9 @@ fn pairwise_masks_cancel_in_the_sum_and_self_masks_come_off_exactly() {
     }
     let refs: Vec<&[u32]> = masked.iter().map(Vec::as_slice).collect();
     let mut total = sum_mod(&refs).unwrap();
-    let unmask: Vec<Mask> = (0..n).map(|u| Mask::new(self_mask(u).seed, 7, Sign::Sub)).collect();
+    let unmask: Vec<Mask> = (0..n)
+        .map(|u| Mask::new(self_mask(u).seed, 7, Sign::Sub))
+        .collect();
     apply_masks(&mut total, &unmask);
     let plain_refs: Vec<&[u32]> = inputs.iter().map(Vec::as_slice).collect();
     assert_eq!(total, sum_mod(&plain_refs).unwrap());
@@ -88,14 +107,26 @@ fn quantise_then_dequantise_is_within_one_step() {
             let p = QuantParams::new(bits, range).unwrap();
             let x = floats(bits as u8, 4099, range * 1.5);
             let mut q = vec![0u32; x.len()];
-            quantise(&x, &p, &RoundingStream { seed: [bits as u8; 32], stream: 1 }, &mut q).unwrap();
+            quantise(
+                &x,
+                &p,
+                &RoundingStream {
+                    seed: [bits as u8; 32],
+                    stream: 1,
+                },
+                &mut q,
+            )
+            .unwrap();
             assert!(q.iter().all(|&v| v <= p.max_level()));
             let back = dequantise_mean(&q, 1, &p).unwrap();
             let step = 2.0 * f64::from(range) / f64::from(p.max_level());
             for (i, (&a, &b)) in x.iter().zip(&back).enumerate() {
                 let clamped = f64::from(a.clamp(-range, range));
                 let err = (f64::from(b) - clamped).abs();
-                assert!(err <= step * 1.001 + f64::from(range) * 1e-6, "bits {bits} range {range} i {i}: {a} -> {b}");
+                assert!(
+                    err <= step * 1.001 + f64::from(range) * 1e-6,
+                    "bits {bits} range {range} i {i}: {a} -> {b}"
+                );
             }
         }
     }
@@ -111,7 +142,16 @@ fn stochastic_rounding_is_unbiased() {
     let mut sums = vec![0u64; x.len()];
     let mut q = vec![0u32; x.len()];
     for stream in 0..k {
-        quantise(&x, &p, &RoundingStream { seed: [1; 32], stream }, &mut q).unwrap();
+        quantise(
+            &x,
+            &p,
+            &RoundingStream {
+                seed: [1; 32],
+                stream,
+            },
+            &mut q,
+        )
+        .unwrap();
         for (s, &v) in sums.iter_mut().zip(&q) {
             *s += u64::from(v);
         }
@@ -120,7 +160,10 @@ fn stochastic_rounding_is_unbiased() {
     let bound = 6.0 * step / (2.0 * (k as f64).sqrt());
     for (i, (&xi, &s)) in x.iter().zip(&sums).enumerate() {
         let mean = s as f64 / k as f64 / f64::from(p.scale()) - 1.0;
-        assert!((mean - f64::from(xi)).abs() < bound, "value {i}: {xi} averaged to {mean}");
+        assert!(
+            (mean - f64::from(xi)).abs() < bound,
+            "value {i}: {xi} averaged to {mean}"
+        );
     }
 }
 
@@ -133,7 +176,16 @@ fn mean_of_many_clients_dequantises_to_the_true_mean() {
     let mut sum = vec![0u32; d];
     for (c, x) in clients.iter().enumerate() {
         let mut q = vec![0u32; d];
-        quantise(x, &p, &RoundingStream { seed: [c as u8; 32], stream: 0 }, &mut q).unwrap();
+        quantise(
+            x,
+            &p,
+            &RoundingStream {
+                seed: [c as u8; 32],
+                stream: 0,
+            },
+            &mut q,
+        )
+        .unwrap();
         edge_kernels::add_assign_mod(&mut sum, &q).unwrap();
     }
     let mean = dequantise_mean(&sum, n, &p).unwrap();
@@ -142,7 +194,10 @@ fn mean_of_many_clients_dequantises_to_the_true_mean() {
         let truth: f64 = clients.iter().map(|x| f64::from(x[i])).sum::<f64>() / n as f64;
         assert!((f64::from(mean[i]) - truth).abs() <= step, "element {i}");
     }
-    assert!(matches!(dequantise_mean(&sum, 70_000, &p), Err(KernelError::SumOverflow { .. })));
+    assert!(matches!(
+        dequantise_mean(&sum, 70_000, &p),
+        Err(KernelError::SumOverflow { .. })
+    ));
 }
 
 proptest! {

@@ -19,7 +19,11 @@ fn batch(tag: u8, n: u8) -> Vec<Mask> {
     (0..n)
         .map(|i| {
             let sign = if i % 2 == 0 { Sign::Add } else { Sign::Sub };
-            Mask::new([tag.wrapping_add(i); 32], STREAMS[usize::from(i) % STREAMS.len()], sign)
+            Mask::new(
+                [tag.wrapping_add(i); 32],
+                STREAMS[usize::from(i) % STREAMS.len()],
+                sign,
+            )
         })
         .collect()
 }
@@ -30,8 +34,13 @@ fn a_single_mask_on_zeros_is_rand_chachas_stream_for_every_length() {
         for &stream in &STREAMS {
             let seed = [len as u8 ^ 0x3C; 32];
             let mut v = vec![0u32; len];
-            gpu().apply_masks(&mut v, &[Mask::new(seed, stream, Sign::Add)]).unwrap();
-            assert!(v == reference_words(seed, stream, 0, len), "len {len} stream {stream:#x}");
+            gpu()
+                .apply_masks(&mut v, &[Mask::new(seed, stream, Sign::Add)])
+                .unwrap();
+            assert!(
+                v == reference_words(seed, stream, 0, len),
+                "len {len} stream {stream:#x}"
+            );
         }
     }
 }
@@ -55,7 +64,10 @@ fn chunked_runs_equal_unchunked_runs() {
     assert_eq!(small.chunk_words(), 1024);
     let masks = batch(40, 3);
     let p = QuantParams::new(12, 0.5).unwrap();
-    let rs = RoundingStream { seed: [8; 32], stream: 1 << 33 };
+    let rs = RoundingStream {
+        seed: [8; 32],
+        stream: 1 << 33,
+    };
     for len in [1025usize, 100_003, 1_000_003] {
         let mut a = words(3, len);
         let mut b = a.clone();
@@ -66,14 +78,19 @@ fn chunked_runs_equal_unchunked_runs() {
         let x = floats(4, len, 0.7);
         let mut qa = vec![0u32; len];
         let mut qb = vec![0u32; len];
-        small.quantise_and_mask(&x, &p, &rs, &masks, &mut qa).unwrap();
+        small
+            .quantise_and_mask(&x, &p, &rs, &masks, &mut qa)
+            .unwrap();
         quantise(&x, &p, &rs, &mut qb).unwrap();
         apply_masks(&mut qb, &masks);
         assert!(qa == qb, "quantise+mask, len {len}");
 
         let vs: Vec<Vec<u32>> = (0..3).map(|i| words(i, len)).collect();
         let refs: Vec<&[u32]> = vs.iter().map(Vec::as_slice).collect();
-        assert!(small.sum_mod(&refs).unwrap() == sum_mod(&refs).unwrap(), "sum, len {len}");
+        assert!(
+            small.sum_mod(&refs).unwrap() == sum_mod(&refs).unwrap(),
+            "sum, len {len}"
+        );
     }
 }
 
@@ -82,7 +99,10 @@ fn quantise_equals_the_cpu_for_every_length_width_and_range() {
     for &len in &LENGTHS {
         for (bits, range) in [(1, 1.0f32), (8, 0.01), (16, 1.0), (24, 3.0e5), (32, 2.0)] {
             let p = QuantParams::new(bits, range).unwrap();
-            let rs = RoundingStream { seed: [bits as u8; 32], stream: len as u64 };
+            let rs = RoundingStream {
+                seed: [bits as u8; 32],
+                stream: len as u64,
+            };
             let x = floats(bits as u8, len, range * 1.25);
             let mut cpu = vec![0u32; len];
             let mut gpu_out = vec![0u32; len];
@@ -99,20 +119,40 @@ fn quantise_edge_values_agree() {
     // values that land exactly on a level, and the largest finite floats.
     let range = 1.0f32;
     let mut x = vec![
-        -1.0, 1.0, 0.0, -0.0, f32::MIN_POSITIVE, -f32::MIN_POSITIVE, 1.0e-40, -1.0e-40,
-        1.0f32.next_down(), (-1.0f32).next_up(), 1.0f32.next_up(), f32::MAX, f32::MIN, 0.5, -0.5,
+        -1.0,
+        1.0,
+        0.0,
+        -0.0,
+        f32::MIN_POSITIVE,
+        -f32::MIN_POSITIVE,
+        1.0e-40,
+        -1.0e-40,
+        1.0f32.next_down(),
+        (-1.0f32).next_up(),
+        1.0f32.next_up(),
+        f32::MAX,
+        f32::MIN,
+        0.5,
+        -0.5,
     ];
     x.extend((0..=255).map(|l| l as f32 / 255.0 * 2.0 - 1.0));
     for bits in [1, 2, 8, 23, 24, 25, 31, 32] {
         let p = QuantParams::new(bits, range).unwrap();
         for stream in 0..4 {
-            let rs = RoundingStream { seed: [0xEE; 32], stream };
+            let rs = RoundingStream {
+                seed: [0xEE; 32],
+                stream,
+            };
             let mut cpu = vec![0u32; x.len()];
             let mut gpu_out = vec![0u32; x.len()];
             quantise(&x, &p, &rs, &mut cpu).unwrap();
             gpu().quantise(&x, &p, &rs, &mut gpu_out).unwrap();
             for i in 0..x.len() {
-                assert_eq!(cpu[i], gpu_out[i], "bits {bits} stream {stream} x = {:e}", x[i]);
+                assert_eq!(
+                    cpu[i], gpu_out[i],
+                    "bits {bits} stream {stream} x = {:e}",
+                    x[i]
+                );
             }
         }
     }
@@ -122,14 +162,19 @@ fn quantise_edge_values_agree() {
 fn quantise_and_mask_equals_quantise_then_mask() {
     let masks = batch(77, 4);
     let p = QuantParams::new(20, 4.0).unwrap();
-    let rs = RoundingStream { seed: [5; 32], stream: 9 };
+    let rs = RoundingStream {
+        seed: [5; 32],
+        stream: 9,
+    };
     for &len in &LENGTHS {
         let x = floats(6, len, 5.0);
         let mut cpu = vec![0u32; len];
         quantise(&x, &p, &rs, &mut cpu).unwrap();
         apply_masks(&mut cpu, &masks);
         let mut gpu_out = vec![0u32; len];
-        gpu().quantise_and_mask(&x, &p, &rs, &masks, &mut gpu_out).unwrap();
+        gpu()
+            .quantise_and_mask(&x, &p, &rs, &masks, &mut gpu_out)
+            .unwrap();
         assert!(cpu == gpu_out, "len {len}");
     }
 }
@@ -137,9 +182,16 @@ fn quantise_and_mask_equals_quantise_then_mask() {
 #[test]
 fn non_finite_input_is_refused_with_the_cpus_error() {
     let p = QuantParams::new(8, 1.0).unwrap();
-    let rs = RoundingStream { seed: [0; 32], stream: 0 };
+    let rs = RoundingStream {
+        seed: [0; 32],
+        stream: 0,
+    };
     let small = GpuKernels::new().unwrap().with_chunk_words(64);
-    for (bad_at, value) in [(0usize, f32::NAN), (100, f32::INFINITY), (999, f32::NEG_INFINITY)] {
+    for (bad_at, value) in [
+        (0usize, f32::NAN),
+        (100, f32::INFINITY),
+        (999, f32::NEG_INFINITY),
+    ] {
         let mut x = floats(1, 1000, 0.5);
         x[bad_at] = value;
         x[999.min(bad_at + 7)] = f32::NAN;
@@ -164,7 +216,10 @@ fn sum_equals_the_cpu_for_every_length() {
     for &len in &LENGTHS {
         let vs: Vec<Vec<u32>> = (0..7).map(|i| words(i + 20, len)).collect();
         let refs: Vec<&[u32]> = vs.iter().map(Vec::as_slice).collect();
-        assert!(gpu().sum_mod(&refs).unwrap() == sum_mod(&refs).unwrap(), "len {len}");
+        assert!(
+            gpu().sum_mod(&refs).unwrap() == sum_mod(&refs).unwrap(),
+            "len {len}"
+        );
     }
     assert!(gpu().sum_mod(&[]).unwrap().is_empty());
     assert!(gpu().sum_mod(&[&[1, 2][..], &[3][..]]).is_err());

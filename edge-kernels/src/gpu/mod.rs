@@ -50,7 +50,8 @@ impl GpuKernels {
     /// # Errors
     /// [`GpuError::NoAdapter`] when there is none: callers then use the CPU kernels.
     pub fn new() -> Result<Self, GpuError> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
             force_fallback_adapter: false,
@@ -66,7 +67,10 @@ impl GpuKernels {
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
-        .map_err(|e| GpuError::RequestDevice { adapter: info.name.clone(), reason: e.to_string() })?;
+        .map_err(|e| GpuError::RequestDevice {
+            adapter: info.name.clone(),
+            reason: e.to_string(),
+        })?;
         Self::from_device(device, queue, info)
     }
 
@@ -80,7 +84,10 @@ impl GpuKernels {
         info: wgpu::AdapterInfo,
     ) -> Result<Self, GpuError> {
         let limits = device.limits();
-        let binding_words = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size) / 4;
+        let binding_words = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size)
+            / 4;
         let chunk_words = usize::try_from(binding_words)
             .unwrap_or(usize::MAX)
             .min(MAX_DISPATCH_WORDS);

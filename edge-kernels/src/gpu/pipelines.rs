@@ -37,14 +37,16 @@ fn build(
             label: Some(kernel),
             source: wgpu::ShaderSource::Wgsl(sources.join("\n").into()),
         });
-        Ok(device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(kernel),
-            layout: None,
-            module: &module,
-            entry_point: Some(entry),
-            compilation_options: wgpu::PipelineCompilationOptions::default(),
-            cache: None,
-        }))
+        Ok(
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(kernel),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions::default(),
+                cache: None,
+            }),
+        )
     })
 }
 
@@ -60,7 +62,10 @@ pub(super) fn scoped<T>(
     let result = f();
     let caught = pollster::block_on(validation.pop()).or(pollster::block_on(oom.pop()));
     match caught {
-        Some(e) => Err(GpuError::Device { kernel, message: e.to_string() }),
+        Some(e) => Err(GpuError::Device {
+            kernel,
+            message: e.to_string(),
+        }),
         None => result,
     }
 }

@@ -112,8 +112,10 @@ pub(super) fn quantise_and_mask(
                 pad: [0; 2],
             };
             k.queue.write_buffer(&uniform, 0, bytemuck::bytes_of(&u));
-            k.queue.write_buffer(&input_buf, 0, bytemuck::cast_slice(xs));
-            k.queue.write_buffer(&status, 0, bytemuck::bytes_of(&STATUS_CLEAN));
+            k.queue
+                .write_buffer(&input_buf, 0, bytemuck::cast_slice(xs));
+            k.queue
+                .write_buffer(&status, 0, bytemuck::bytes_of(&STATUS_CLEAN));
             let mut enc = k.device.create_command_encoder(&Default::default());
             {
                 let mut pass = enc.begin_compute_pass(&Default::default());
@@ -158,13 +160,19 @@ pub(super) fn sum(k: &GpuKernels, acc: &mut [u32], vectors: &[&[u32]]) -> Result
         for (i, slice) in acc.chunks_mut(chunk).enumerate() {
             let start = i * chunk;
             let len = slice.len();
-            k.queue.write_buffer(&acc_buf, 0, bytemuck::cast_slice(slice));
+            k.queue
+                .write_buffer(&acc_buf, 0, bytemuck::cast_slice(slice));
             for batch in vectors.chunks(group) {
                 for (j, v) in batch.iter().enumerate() {
                     let part = &v[start..start + len];
-                    k.queue.write_buffer(&inputs, bytes(j * len), bytemuck::cast_slice(part));
+                    k.queue
+                        .write_buffer(&inputs, bytes(j * len), bytemuck::cast_slice(part));
                 }
-                let u = SumUniform { len: word_count(len), count: word_count(batch.len()), pad: [0; 2] };
+                let u = SumUniform {
+                    len: word_count(len),
+                    count: word_count(batch.len()),
+                    pad: [0; 2],
+                };
                 k.queue.write_buffer(&uniform, 0, bytemuck::bytes_of(&u));
                 let mut enc = k.device.create_command_encoder(&Default::default());
                 {
@@ -194,26 +202,38 @@ struct Masker {
 impl Masker {
     fn new(k: &GpuKernels, masks: &[Mask], data: &wgpu::Buffer) -> Self {
         let words: Vec<u32> = masks.iter().flat_map(mask_words).collect();
-        let mask_buf = k.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("masks"),
-            contents: bytemuck::cast_slice(&words),
-            usage: wgpu::BufferUsages::STORAGE,
-        });
+        let mask_buf = k
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("masks"),
+                contents: bytemuck::cast_slice(&words),
+                usage: wgpu::BufferUsages::STORAGE,
+            });
         let uniform = uniform(k, std::mem::size_of::<MaskUniform>());
         let bind = k.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("mask"),
             layout: &k.pipelines.mask.get_bind_group_layout(0),
             entries: &[entry(0, &uniform), entry(1, &mask_buf), entry(2, data)],
         });
-        Self { bind, uniform, n_masks: word_count(masks.len()) }
+        Self {
+            bind,
+            uniform,
+            n_masks: word_count(masks.len()),
+        }
     }
 
     /// Encodes the mask pass over `len` words of the data buffer, which hold vector words
     /// `start..start + len`. The uniform is written now and read when the queue runs the pass.
     fn encode(&self, k: &GpuKernels, enc: &mut wgpu::CommandEncoder, start: usize, len: usize) {
         let (block_lo, block_hi) = split(start_block(start));
-        let u = MaskUniform { len: word_count(len), block_lo, block_hi, n_masks: self.n_masks };
-        k.queue.write_buffer(&self.uniform, 0, bytemuck::bytes_of(&u));
+        let u = MaskUniform {
+            len: word_count(len),
+            block_lo,
+            block_hi,
+            n_masks: self.n_masks,
+        };
+        k.queue
+            .write_buffer(&self.uniform, 0, bytemuck::bytes_of(&u));
         let mut pass = enc.begin_compute_pass(&Default::default());
         pass.set_pipeline(&k.pipelines.mask);
         pass.set_bind_group(0, &self.bind, &[]);
@@ -229,8 +249,18 @@ fn mask_words(m: &Mask) -> [u32; 12] {
         Sign::Sub => 1,
     };
     [
-        lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3],
-        m.stream as u32, (m.stream >> 32) as u32, sign, 0,
+        lo[0],
+        lo[1],
+        lo[2],
+        lo[3],
+        hi[0],
+        hi[1],
+        hi[2],
+        hi[3],
+        m.stream as u32,
+        (m.stream >> 32) as u32,
+        sign,
+        0,
     ]
 }
 
@@ -241,7 +271,10 @@ fn key_words(seed: &[u8; 32]) -> ([u32; 4], [u32; 4]) {
     for (k, w) in key.iter_mut().zip(words) {
         *k = u32::from_le_bytes(*w);
     }
-    ([key[0], key[1], key[2], key[3]], [key[4], key[5], key[6], key[7]])
+    (
+        [key[0], key[1], key[2], key[3]],
+        [key[4], key[5], key[6], key[7]],
+    )
 }
 
 fn start_block(start_word: usize) -> u64 {
@@ -291,7 +324,10 @@ fn uniform(k: &GpuKernels, size: usize) -> wgpu::Buffer {
 }
 
 fn entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
-    wgpu::BindGroupEntry { binding, resource: buffer.as_entire_binding() }
+    wgpu::BindGroupEntry {
+        binding,
+        resource: buffer.as_entire_binding(),
+    }
 }
 
 /// Waits for the queue, maps the first `out.len()` words of `staging` and copies them out.
@@ -308,7 +344,9 @@ fn read_back(
         // The receiver waits below; a send error only means it gave up already.
         let _ = tx.send(r);
     });
-    k.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| fail(e.to_string()))?;
+    k.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| fail(e.to_string()))?;
     rx.recv()
         .map_err(|_| fail("the map callback never ran".into()))?
         .map_err(|e| fail(e.to_string()))?;

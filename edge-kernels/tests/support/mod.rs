@@ -1,5 +1,5 @@
 //! Shared by the integration tests: the RFC 8439 vectors, reference keystreams and the GPU.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::panic)]
 
 use rand_core::Rng;
 
@@ -15,7 +15,10 @@ pub fn hex_words(hex: &str) -> Vec<u32> {
         .split_whitespace()
         .map(|b| u8::from_str_radix(b, 16).unwrap())
         .collect();
-    bytes.chunks_exact(4).map(|w| u32::from_le_bytes(w.try_into().unwrap())).collect()
+    bytes
+        .chunks_exact(4)
+        .map(|w| u32::from_le_bytes(w.try_into().unwrap()))
+        .collect()
 }
 
 /// An RFC 8439 Appendix A.1 vector restated in rand_chacha's layout: the 96-bit nonce's last

@@ -1,0 +1,54 @@
+//! `flock-agent`: command-line entry point. Parses arguments and calls the library.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use flock_agent::kernel_check::{self, GpuOutcome};
+
+/// flock-edge device agent: trains next to the data, sends only masked updates.
+#[derive(Parser)]
+#[command(name = "flock-agent", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check that this machine's masking kernels are correct: CPU, and GPU when present.
+    Doctor {
+        /// Words in the test vector.
+        #[arg(long, default_value_t = 1 << 20)]
+        words: usize,
+        /// Do not look for a GPU.
+        #[arg(long)]
+        cpu_only: bool,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Doctor { words, cpu_only } => {
+            let report = kernel_check::run(words, !cpu_only).context("kernel self-check failed")?;
+            println!(
+                "CPU kernels: ok ({} words, {:.1} ms)",
+                report.words,
+                ms(report.cpu_time)
+            );
+            match report.gpu {
+                GpuOutcome::Skipped(why) => println!("GPU kernels: skipped ({why})"),
+                GpuOutcome::Unavailable(why) => {
+                    println!("GPU kernels: no adapter, the CPU kernels will be used ({why})");
+                }
+                GpuOutcome::Matched { adapter, time } => println!(
+                    "GPU kernels: ok on {adapter}, equal to the CPU word for word ({:.1} ms)",
+                    ms(time)
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
