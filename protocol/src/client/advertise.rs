@@ -1,0 +1,103 @@
+//! Client, phase 1 → 2: verify the neighbours' adverts, then Shamir-share the self-mask seed
+//! and the mask-agreement secret among them, each share encrypted to its holder.
+
+use std::collections::BTreeSet;
+
+use super::{Client, ClientError, PeerKeys, State};
+use crate::keys::AdvertContext;
+use crate::phase::Phase;
+use crate::shamir;
+use crate::wire::{ClientMessage, KeyAdvert, SealedShare, ShareBundle, ShareUpload};
+
+impl Client {
+    pub(super) fn on_adverts(&mut self, adverts: Vec<KeyAdvert>) -> Result<(), ClientError> {
+        let mut keys_seen: BTreeSet<[u8; 32]> = BTreeSet::new();
+        keys_seen.insert(self.keys.enc_pk());
+        keys_seen.insert(self.keys.mask_pk());
+        for advert in adverts {
+            let peer = advert.client;
+            let index = self
+                .config
+                .index_of(peer)
+                .ok_or(ClientError::UnknownPeer(peer))?;
+            if !self.graph.are_neighbours(self.index, index) {
+                return Err(ClientError::UnknownPeer(peer));
+            }
+            if self.peers.contains_key(&peer) {
+                return Err(ClientError::Duplicate(peer));
+            }
+            let identity = &self.config.participants[index as usize].identity;
+            AdvertContext {
+                task: &self.config.task,
+                round: self.config.round,
+                client: peer,
+                enc_pk: &advert.enc_pk,
+                mask_pk: &advert.mask_pk,
+            }
+            .verify(identity, &advert.signature)?;
+            if !keys_seen.insert(advert.enc_pk) || !keys_seen.insert(advert.mask_pk) {
+                return Err(ClientError::DuplicateKey(peer));
+            }
+            self.peers.insert(
+                peer,
+                PeerKeys {
+                    enc_pk: advert.enc_pk,
+                    mask_pk: advert.mask_pk,
+                },
+            );
+        }
+        let need = self.config.threshold as usize;
+        if self.peers.len() < need {
+            return Err(ClientError::NotEnoughNeighbours {
+                phase: Phase::AdvertiseKeys,
+                have: self.peers.len(),
+                need,
+            });
+        }
+        self.send_shares()?;
+        self.state = State::AwaitingShares;
+        Ok(())
+    }
+
+    fn send_shares(&mut self) -> Result<(), ClientError> {
+        let holders: Vec<_> = self.peers.keys().copied().collect();
+        let xs: Vec<u64> = holders
+            .iter()
+            .map(|&h| self.config.index_of(h).map_or(0, |i| u64::from(i) + 1))
+            .collect();
+        let t = self.config.threshold as usize;
+        let id = self.id;
+        let bad_share = move |_| ClientError::BadShare(id);
+        let mask_sk = zeroize::Zeroizing::new(self.keys.mask_sk.to_bytes());
+        let self_mask = shamir::split(&self.self_seed, t, &xs, &mut self.rng).map_err(bad_share)?;
+        let mask_key = shamir::split(&mask_sk, t, &xs, &mut self.rng).map_err(bad_share)?;
+        let binding = self.binding();
+        let mut shares = Vec::with_capacity(holders.len());
+        for ((holder, b), s) in holders.iter().zip(self_mask).zip(mask_key) {
+            let bundle = ShareBundle {
+                self_mask: b,
+                mask_key: s,
+            };
+            let plaintext = zeroize::Zeroizing::new(
+                postcard::to_allocvec(&bundle).map_err(|_| ClientError::BadShare(self.id))?,
+            );
+            let peer = &self.peers[holder];
+            let ciphertext = binding.seal(
+                &self.keys.enc_sk,
+                self.id,
+                *holder,
+                &peer.enc_pk,
+                &plaintext,
+            )?;
+            shares.push(SealedShare {
+                peer: *holder,
+                ciphertext,
+            });
+        }
+        self.outbox.push_back(ClientMessage::Shares(ShareUpload {
+            client: self.id,
+            shares,
+        }));
+        Ok(())
+    }
+}

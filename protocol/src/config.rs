@@ -1,0 +1,249 @@
+//! The round configuration: everything both sides must agree on before a round starts.
+//! The server builds it ([`RoundConfig::derive`]); every client checks it
+//! ([`RoundConfig::validate`]) and refuses to take part in an unsafe round.
+
+use serde::{Deserialize, Serialize};
+
+use crate::graph::{GraphError, NeighbourGraph};
+use crate::params::{self, GraphParams, ParamError, ThreatModel};
+use edge_kernels::{KernelError, QuantParams};
+
+/// Most clients one round accepts.
+pub const MAX_CLIENTS: u32 = 100_000;
+/// Most words in one update vector (2^28: 1 GiB of `u32`).
+pub const MAX_VECTOR_WORDS: u32 = 1 << 28;
+/// Widest quantisation the derivation picks: `f32` carries 24 significant bits.
+pub const MAX_DERIVED_BITS: u32 = 24;
+
+/// A client's id, stable across rounds (bound to its certificate by the transport).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ClientId(pub u64);
+
+impl std::fmt::Display for ClientId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A task's id (the hash of its definition).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TaskId(pub [u8; 32]);
+
+/// A client taking part in a round and the ed25519 key its adverts are signed with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Participant {
+    /// Its id.
+    pub id: ClientId,
+    /// Its long-term ed25519 public key.
+    pub identity: [u8; 32],
+}
+
+/// Everything a round's parties agree on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundConfig {
+    /// Task.
+    pub task: TaskId,
+    /// Round number within the task.
+    pub round: u64,
+    /// Participants sorted by id; a client's index in this list is its index in the graph.
+    pub participants: Vec<Participant>,
+    /// Neighbours per client, `k`.
+    pub degree: u32,
+    /// Shares needed to rebuild a secret, `t`.
+    pub threshold: u32,
+    /// Fewest contributors the server may output a sum for.
+    pub min_clients: u32,
+    /// The threat model `k` and `t` were derived for; clients re-check against it.
+    pub threat: ThreatModel,
+    /// Public seed of the neighbour graph's permutation.
+    pub graph_seed: [u8; 32],
+    /// Words in each update vector.
+    pub vector_len: u32,
+    /// Quantisation width.
+    pub bits: u32,
+    /// L2 clipping bound of an update, also the quantiser's range.
+    pub clip_norm: f32,
+    /// How long each phase may last before the parties give up on the silent ones, in ms.
+    pub phase_timeout_ms: u64,
+}
+
+/// Why a configuration is refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// Participants are missing, duplicated or unsorted.
+    #[error("participants: {0}")]
+    Participants(&'static str),
+    /// Degree and threshold are unsafe or impossible.
+    #[error(transparent)]
+    Params(#[from] ParamError),
+    /// No such neighbour graph.
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    /// The quantiser or the sum's capacity is wrong.
+    #[error("quantisation: {0}")]
+    Quantisation(#[from] KernelError),
+    /// `min_clients` outside `threshold..=n`.
+    #[error(
+        "min_clients {min} must be between the threshold {threshold} and the {clients} participants"
+    )]
+    MinClients {
+        /// Configured minimum.
+        min: u32,
+        /// `t`.
+        threshold: u32,
+        /// `n`.
+        clients: u32,
+    },
+    /// The vector length is zero or too large.
+    #[error("vector_len {0} must be in 1..={MAX_VECTOR_WORDS}")]
+    VectorLen(u32),
+    /// Zero timeout.
+    #[error("phase_timeout_ms must be positive")]
+    Timeout,
+    /// This client is not in the participant list.
+    #[error("client {0} is not a participant of this round")]
+    NotAParticipant(ClientId),
+}
+
+impl RoundConfig {
+    /// A configuration whose degree, threshold and bit width are derived from the threat model
+    /// (see [`crate::params`]); `min_clients` is the threshold. `participants` is sorted here.
+    ///
+    /// # Errors
+    /// [`ConfigError`] if no safe parameters exist or an argument is out of range.
+    #[allow(clippy::too_many_arguments)]
+    pub fn derive(
+        task: TaskId,
+        round: u64,
+        mut participants: Vec<Participant>,
+        threat: ThreatModel,
+        graph_seed: [u8; 32],
+        vector_len: u32,
+        clip_norm: f32,
+        phase_timeout_ms: u64,
+    ) -> Result<Self, ConfigError> {
+        participants.sort_by_key(|p| p.id);
+        let n = client_count(&participants)?;
+        let GraphParams { degree, threshold } = params::derive(n, &threat)?;
+        let bits = (1..=MAX_DERIVED_BITS)
+            .rev()
+            .find(|&b| edge_kernels::check_sum_capacity(u64::from(n), b).is_ok())
+            .ok_or(KernelError::SumOverflow {
+                clients: u64::from(n),
+                bits: 1,
+                max_clients: u64::from(u32::MAX),
+            })?;
+        let config = Self {
+            task,
+            round,
+            participants,
+            degree,
+            threshold,
+            min_clients: threshold,
+            threat,
+            graph_seed,
+            vector_len,
+            bits,
+            clip_norm,
+            phase_timeout_ms,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks everything a client must check before taking part.
+    ///
+    /// # Errors
+    /// The first [`ConfigError`] found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let n = client_count(&self.participants)?;
+        if self.participants.windows(2).any(|w| w[0].id >= w[1].id) {
+            return Err(ConfigError::Participants(
+                "must be sorted by id without duplicates",
+            ));
+        }
+        params::check(
+            n,
+            GraphParams {
+                degree: self.degree,
+                threshold: self.threshold,
+            },
+            &self.threat,
+        )?;
+        NeighbourGraph::new(n, self.degree, self.graph_seed)?;
+        self.quant_params()?;
+        edge_kernels::check_sum_capacity(u64::from(n), self.bits)?;
+        if self.min_clients < self.threshold || self.min_clients > n {
+            return Err(ConfigError::MinClients {
+                min: self.min_clients,
+                threshold: self.threshold,
+                clients: n,
+            });
+        }
+        if self.vector_len == 0 || self.vector_len > MAX_VECTOR_WORDS {
+            return Err(ConfigError::VectorLen(self.vector_len));
+        }
+        if self.phase_timeout_ms == 0 {
+            return Err(ConfigError::Timeout);
+        }
+        Ok(())
+    }
+
+    /// The quantiser of this round: `bits` over `[-clip_norm, clip_norm]`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Quantisation`] for a bad width or range.
+    pub fn quant_params(&self) -> Result<QuantParams, ConfigError> {
+        Ok(QuantParams::new(self.bits, self.clip_norm)?)
+    }
+
+    /// The neighbour graph of this round.
+    ///
+    /// # Errors
+    /// [`ConfigError::Graph`] if the degree is impossible.
+    pub fn graph(&self) -> Result<NeighbourGraph, ConfigError> {
+        Ok(NeighbourGraph::new(
+            self.participant_count(),
+            self.degree,
+            self.graph_seed,
+        )?)
+    }
+
+    /// Number of participants.
+    #[must_use]
+    pub fn participant_count(&self) -> u32 {
+        u32::try_from(self.participants.len()).unwrap_or(u32::MAX)
+    }
+
+    /// The graph index of client `id`.
+    #[must_use]
+    pub fn index_of(&self, id: ClientId) -> Option<u32> {
+        self.participants
+            .binary_search_by_key(&id, |p| p.id)
+            .ok()
+            .map(|i| i as u32)
+    }
+
+    /// The id at graph index `i`.
+    #[must_use]
+    pub fn id_at(&self, i: u32) -> Option<ClientId> {
+        self.participants.get(i as usize).map(|p| p.id)
+    }
+
+    /// The phase timeout.
+    #[must_use]
+    pub fn phase_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.phase_timeout_ms)
+    }
+}
+
+fn client_count(participants: &[Participant]) -> Result<u32, ConfigError> {
+    let n = u32::try_from(participants.len()).unwrap_or(u32::MAX);
+    if n < 2 {
+        return Err(ConfigError::Participants("a round needs at least 2"));
+    }
+    if n > MAX_CLIENTS {
+        return Err(ConfigError::Participants("more than MAX_CLIENTS"));
+    }
+    Ok(n)
+}

@@ -1,0 +1,358 @@
+//! Keys and key derivation of a round.
+//!
+//! * A client's long-term **identity** is an ed25519 key; it signs the two per-round X25519
+//!   public keys it advertises, bound to the task, the round and its id, so that an advert can
+//!   be neither forged nor replayed into another round.
+//! * **Round keys**: one X25519 pair to encrypt shares, one for mask agreement, fresh per round.
+//! * The **pairwise mask seed** of clients `u < v` is HKDF-SHA256 of their mask-agreement
+//!   Diffie–Hellman secret, bound to (task, round, u, v). The server can recompute it for a
+//!   dropped client once it has rebuilt that client's mask-agreement secret key.
+//! * **Share encryption**: ChaCha20-Poly1305 under HKDF-SHA256 of the share-encryption
+//!   Diffie–Hellman secret, bound to (task, round, sender, receiver), with the same tuple as
+//!   associated data. Each key encrypts exactly one message, so the nonce is fixed.
+
+use chacha20poly1305::ChaCha20Poly1305;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use hkdf::Hkdf;
+use sha2::Sha256;
+use x25519_dalek::{PublicKey, StaticSecret};
+use zeroize::Zeroizing;
+
+use crate::config::{ClientId, TaskId};
+
+/// Stream id of every mask keystream: seeds are already unique per pair and round.
+pub(crate) const MASK_STREAM: u64 = 0;
+
+/// The sign client `me` gives the pairwise mask it shares with `peer`: the lower id adds.
+pub(crate) fn pair_sign(me: ClientId, peer: ClientId) -> edge_kernels::Sign {
+    if me < peer {
+        edge_kernels::Sign::Add
+    } else {
+        edge_kernels::Sign::Sub
+    }
+}
+
+const ADVERT_CONTEXT: &[u8] = b"flock/secagg+/v1/advert";
+const MASK_SALT: &[u8] = b"flock/secagg+/v1/pair-mask";
+const SHARE_SALT: &[u8] = b"flock/secagg+/v1/share-key";
+
+/// Why a key operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The advert's signature does not verify under the sender's identity key.
+    #[error("bad signature on the key advert of client {0}")]
+    BadSignature(ClientId),
+    /// An identity key is not a valid ed25519 point.
+    #[error("identity key of client {0} is not a valid ed25519 key")]
+    BadIdentityKey(ClientId),
+    /// A Diffie–Hellman exchange gave a non-contributory (low-order) result.
+    #[error("key exchange with client {0} is degenerate (low-order public key)")]
+    WeakKey(ClientId),
+    /// A share ciphertext failed authentication.
+    #[error("share ciphertext from client {0} does not authenticate")]
+    BadCiphertext(ClientId),
+}
+
+/// A client's long-term signing identity.
+pub struct Identity(SigningKey);
+
+impl Identity {
+    /// From the 32-byte ed25519 secret key.
+    #[must_use]
+    pub fn from_secret_bytes(bytes: &[u8; 32]) -> Self {
+        Self(SigningKey::from_bytes(bytes))
+    }
+
+    /// The public key peers verify adverts with.
+    #[must_use]
+    pub fn public(&self) -> [u8; 32] {
+        self.0.verifying_key().to_bytes()
+    }
+
+    pub(crate) fn sign_advert(&self, ctx: &AdvertContext<'_>) -> [u8; 64] {
+        self.0.sign(&ctx.message()).to_bytes()
+    }
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Identity").field(&self.public()).finish()
+    }
+}
+
+/// What an advert signature covers.
+pub(crate) struct AdvertContext<'a> {
+    pub(crate) task: &'a TaskId,
+    pub(crate) round: u64,
+    pub(crate) client: ClientId,
+    pub(crate) enc_pk: &'a [u8; 32],
+    pub(crate) mask_pk: &'a [u8; 32],
+}
+
+impl AdvertContext<'_> {
+    fn message(&self) -> Vec<u8> {
+        let mut m = Vec::with_capacity(ADVERT_CONTEXT.len() + 32 + 8 + 8 + 64);
+        m.extend_from_slice(ADVERT_CONTEXT);
+        m.extend_from_slice(&self.task.0);
+        m.extend_from_slice(&self.round.to_le_bytes());
+        m.extend_from_slice(&self.client.0.to_le_bytes());
+        m.extend_from_slice(self.enc_pk);
+        m.extend_from_slice(self.mask_pk);
+        m
+    }
+
+    /// Verifies `signature` under the identity key `identity`.
+    pub(crate) fn verify(&self, identity: &[u8; 32], signature: &[u8; 64]) -> Result<(), KeyError> {
+        let key = VerifyingKey::from_bytes(identity)
+            .map_err(|_| KeyError::BadIdentityKey(self.client))?;
+        key.verify_strict(&self.message(), &Signature::from_bytes(signature))
+            .map_err(|_| KeyError::BadSignature(self.client))
+    }
+}
+
+/// The two X25519 key pairs of one client in one round.
+pub(crate) struct RoundKeys {
+    pub(crate) enc_sk: StaticSecret,
+    pub(crate) mask_sk: StaticSecret,
+}
+
+impl RoundKeys {
+    pub(crate) fn from_secrets(enc: [u8; 32], mask: [u8; 32]) -> Self {
+        Self {
+            enc_sk: StaticSecret::from(enc),
+            mask_sk: StaticSecret::from(mask),
+        }
+    }
+
+    pub(crate) fn enc_pk(&self) -> [u8; 32] {
+        PublicKey::from(&self.enc_sk).to_bytes()
+    }
+
+    pub(crate) fn mask_pk(&self) -> [u8; 32] {
+        PublicKey::from(&self.mask_sk).to_bytes()
+    }
+}
+
+/// Who is talking to whom, in which round: what derived keys are bound to.
+#[derive(Clone, Copy)]
+pub(crate) struct Binding<'a> {
+    pub(crate) task: &'a TaskId,
+    pub(crate) round: u64,
+}
+
+impl Binding<'_> {
+    fn info(&self, a: ClientId, b: ClientId) -> [u8; 32 + 8 + 8 + 8] {
+        let mut info = [0u8; 56];
+        info[..32].copy_from_slice(&self.task.0);
+        info[32..40].copy_from_slice(&self.round.to_le_bytes());
+        info[40..48].copy_from_slice(&a.0.to_le_bytes());
+        info[48..56].copy_from_slice(&b.0.to_le_bytes());
+        info
+    }
+
+    /// The pairwise mask seed of `me` and `peer`: the same on both sides and, given `me`'s
+    /// mask-agreement secret, on the server.
+    pub(crate) fn pair_seed(
+        &self,
+        mask_sk: &StaticSecret,
+        me: ClientId,
+        peer: ClientId,
+        peer_mask_pk: &[u8; 32],
+    ) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+        let dh = mask_sk.diffie_hellman(&PublicKey::from(*peer_mask_pk));
+        if !dh.was_contributory() {
+            return Err(KeyError::WeakKey(peer));
+        }
+        let (lo, hi) = if me.0 < peer.0 {
+            (me, peer)
+        } else {
+            (peer, me)
+        };
+        Ok(expand(MASK_SALT, dh.as_bytes(), &self.info(lo, hi)))
+    }
+
+    /// Encrypts a share bundle from `sender` to `receiver`.
+    pub(crate) fn seal(
+        &self,
+        enc_sk: &StaticSecret,
+        sender: ClientId,
+        receiver: ClientId,
+        receiver_enc_pk: &[u8; 32],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, KeyError> {
+        let (cipher, aad) =
+            self.share_cipher(enc_sk, sender, receiver, receiver_enc_pk, receiver)?;
+        cipher
+            .encrypt(
+                &Default::default(),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| KeyError::BadCiphertext(sender))
+    }
+
+    /// Decrypts a share bundle that `sender` addressed to `receiver`.
+    pub(crate) fn open(
+        &self,
+        enc_sk: &StaticSecret,
+        sender: ClientId,
+        receiver: ClientId,
+        sender_enc_pk: &[u8; 32],
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        let (cipher, aad) = self.share_cipher(enc_sk, sender, receiver, sender_enc_pk, sender)?;
+        cipher
+            .decrypt(
+                &Default::default(),
+                Payload {
+                    msg: ciphertext,
+                    aad: &aad,
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| KeyError::BadCiphertext(sender))
+    }
+
+    fn share_cipher(
+        &self,
+        enc_sk: &StaticSecret,
+        sender: ClientId,
+        receiver: ClientId,
+        peer_pk: &[u8; 32],
+        peer: ClientId,
+    ) -> Result<(ChaCha20Poly1305, [u8; 56]), KeyError> {
+        let dh = enc_sk.diffie_hellman(&PublicKey::from(*peer_pk));
+        if !dh.was_contributory() {
+            return Err(KeyError::WeakKey(peer));
+        }
+        let aad = self.info(sender, receiver);
+        let key = expand(SHARE_SALT, dh.as_bytes(), &aad);
+        Ok((ChaCha20Poly1305::new(&(*key).into()), aad))
+    }
+}
+
+fn expand(salt: &[u8], ikm: &[u8], info: &[u8]) -> Zeroizing<[u8; 32]> {
+    let mut okm = Zeroizing::new([0u8; 32]);
+    // 32 bytes is far below HKDF-SHA256's 8160-byte output limit: expand cannot fail.
+    let _ = Hkdf::<Sha256>::new(Some(salt), ikm).expand(info, okm.as_mut());
+    okm
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TASK: TaskId = TaskId([3; 32]);
+
+    #[test]
+    fn both_sides_derive_the_same_pair_seed_and_it_is_bound_to_the_round() {
+        let a = RoundKeys::from_secrets([1; 32], [2; 32]);
+        let b = RoundKeys::from_secrets([3; 32], [4; 32]);
+        let r1 = Binding {
+            task: &TASK,
+            round: 1,
+        };
+        let s_ab = r1
+            .pair_seed(&a.mask_sk, ClientId(10), ClientId(20), &b.mask_pk())
+            .unwrap();
+        let s_ba = r1
+            .pair_seed(&b.mask_sk, ClientId(20), ClientId(10), &a.mask_pk())
+            .unwrap();
+        assert_eq!(*s_ab, *s_ba);
+        let r2 = Binding {
+            task: &TASK,
+            round: 2,
+        };
+        assert_ne!(
+            *s_ab,
+            *r2.pair_seed(&a.mask_sk, ClientId(10), ClientId(20), &b.mask_pk())
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn sealed_shares_open_only_for_the_right_pair() {
+        let a = RoundKeys::from_secrets([1; 32], [2; 32]);
+        let b = RoundKeys::from_secrets([3; 32], [4; 32]);
+        let r = Binding {
+            task: &TASK,
+            round: 7,
+        };
+        let ct = r
+            .seal(&a.enc_sk, ClientId(1), ClientId(2), &b.enc_pk(), b"share")
+            .unwrap();
+        assert_eq!(
+            &*r.open(&b.enc_sk, ClientId(1), ClientId(2), &a.enc_pk(), &ct)
+                .unwrap(),
+            b"share"
+        );
+        // Wrong receiver binding, wrong round, tampered byte: all refused.
+        assert!(
+            r.open(&b.enc_sk, ClientId(1), ClientId(3), &a.enc_pk(), &ct)
+                .is_err()
+        );
+        let other = Binding {
+            task: &TASK,
+            round: 8,
+        };
+        assert!(
+            other
+                .open(&b.enc_sk, ClientId(1), ClientId(2), &a.enc_pk(), &ct)
+                .is_err()
+        );
+        let mut bad = ct.clone();
+        bad[0] ^= 1;
+        assert_eq!(
+            r.open(&b.enc_sk, ClientId(1), ClientId(2), &a.enc_pk(), &bad)
+                .unwrap_err(),
+            KeyError::BadCiphertext(ClientId(1))
+        );
+    }
+
+    #[test]
+    fn low_order_public_keys_are_refused() {
+        let a = RoundKeys::from_secrets([1; 32], [2; 32]);
+        let r = Binding {
+            task: &TASK,
+            round: 1,
+        };
+        let zero = [0u8; 32];
+        assert_eq!(
+            r.pair_seed(&a.mask_sk, ClientId(1), ClientId(9), &zero)
+                .unwrap_err(),
+            KeyError::WeakKey(ClientId(9))
+        );
+    }
+
+    #[test]
+    fn adverts_verify_only_unchanged_and_in_their_round() {
+        let id = Identity::from_secret_bytes(&[8; 32]);
+        let (e, m) = ([1u8; 32], [2u8; 32]);
+        let ctx = AdvertContext {
+            task: &TASK,
+            round: 4,
+            client: ClientId(5),
+            enc_pk: &e,
+            mask_pk: &m,
+        };
+        let sig = id.sign_advert(&ctx);
+        ctx.verify(&id.public(), &sig).unwrap();
+        let replay = AdvertContext { round: 5, ..ctx };
+        assert_eq!(
+            replay.verify(&id.public(), &sig),
+            Err(KeyError::BadSignature(ClientId(5)))
+        );
+        let other = Identity::from_secret_bytes(&[9; 32]);
+        let ctx = AdvertContext {
+            task: &TASK,
+            round: 4,
+            client: ClientId(5),
+            enc_pk: &e,
+            mask_pk: &m,
+        };
+        assert!(ctx.verify(&other.public(), &sig).is_err());
+    }
+}

@@ -1,0 +1,62 @@
+//! Server, phase 1: collect signed key adverts; then send each client its neighbours'.
+
+use std::collections::BTreeSet;
+
+use super::{AbortError, Server, ServerError};
+use crate::config::ClientId;
+use crate::keys::AdvertContext;
+use crate::phase::Phase;
+use crate::wire::{KeyAdvert, ServerMessage};
+
+impl Server {
+    pub(super) fn on_advert(
+        &mut self,
+        index: u32,
+        from: ClientId,
+        advert: KeyAdvert,
+    ) -> Result<(), ServerError> {
+        let phase = Phase::AdvertiseKeys;
+        if advert.client != from {
+            return Err(ServerError::WrongSender {
+                claimed: advert.client,
+                actual: from,
+            });
+        }
+        if self.delivered.contains(&index) {
+            return Err(ServerError::Duplicate { from, phase });
+        }
+        let identity = &self.config.participants[index as usize].identity;
+        AdvertContext {
+            task: &self.config.task,
+            round: self.config.round,
+            client: from,
+            enc_pk: &advert.enc_pk,
+            mask_pk: &advert.mask_pk,
+        }
+        .verify(identity, &advert.signature)
+        .map_err(|source| ServerError::BadAdvert { from, source })?;
+        if advert.enc_pk == advert.mask_pk {
+            return Err(Self::invalid(from, phase, "the two round keys are equal"));
+        }
+        self.adverts.insert(index, advert);
+        self.delivered.insert(index);
+        Ok(())
+    }
+
+    pub(super) fn end_advertise(&mut self) -> Result<Option<Phase>, AbortError> {
+        let phase = Phase::AdvertiseKeys;
+        let mut u1: BTreeSet<u32> = self.delivered.difference(&self.excluded).copied().collect();
+        self.prune(&mut u1, phase);
+        self.require_count(&u1, phase)?;
+        for &u in &u1 {
+            let adverts: Vec<KeyAdvert> = self
+                .neighbours_in(u, &u1)
+                .filter_map(|v| self.adverts.get(&v).cloned())
+                .collect();
+            self.outbox
+                .push_back((self.id(u), ServerMessage::Adverts(adverts)));
+        }
+        self.active = u1;
+        Ok(Some(Phase::ShareKeys))
+    }
+}

@@ -1,0 +1,318 @@
+//! The server side of a round as a sans-IO state machine, one file per phase:
+//! [`advertise`], [`share_keys`], [`masked_input`], [`unmask`].
+//!
+//! Feed it each client's messages with [`Server::handle`], lost connections with
+//! [`Server::client_lost`] and time with [`Server::handle_timeout`]; send what
+//! [`Server::poll_transmit`] returns. A phase ends when every client still in it has
+//! answered, or at its deadline with whoever did. A client whose message is refused is
+//! excluded and treated as dropped; the round goes on while enough remain, and otherwise ends
+//! with an [`AbortError`] naming the phase and the counts. [`Server::outcome`] holds the
+//! result: the exact sum of the contributors' quantised inputs, and who they are.
+
+mod advertise;
+mod error;
+mod masked_input;
+mod share_keys;
+mod unmask;
+
+pub use error::{AbortError, ServerError};
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::Instant;
+
+use crate::config::{ClientId, ConfigError, RoundConfig};
+use crate::graph::NeighbourGraph;
+use crate::phase::Phase;
+use crate::shamir::Share;
+use crate::wire::{ClientMessage, KeyAdvert, SealedShare, ServerMessage, UnmaskRequest};
+
+/// What a finished round produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoundOutput {
+    /// Σ of the contributors' quantised inputs, mod 2^32 (no wrap, by the overflow guard).
+    pub sum: Vec<u32>,
+    /// Whose inputs are in the sum, sorted by id.
+    pub contributors: Vec<ClientId>,
+}
+
+/// A client's partly received masked input.
+struct Upload {
+    words: Vec<u32>,
+}
+
+/// The server's part in one round.
+pub struct Server {
+    config: RoundConfig,
+    graph: NeighbourGraph,
+    phase: Option<Phase>,
+    deadline: Instant,
+    outbox: VecDeque<(ClientId, ServerMessage)>,
+    outcome: Option<Result<RoundOutput, AbortError>>,
+    /// Clients refused or lost: no further message of theirs is accepted.
+    excluded: BTreeSet<u32>,
+    /// The set of clients in the round at the start of the current phase (by index).
+    active: BTreeSet<u32>,
+    /// Clients that delivered the current phase's message.
+    delivered: BTreeSet<u32>,
+    adverts: BTreeMap<u32, KeyAdvert>,
+    uploads: BTreeMap<u32, Vec<SealedShare>>,
+    /// Clients whose shares went out: `U2`.
+    sharers: BTreeSet<u32>,
+    acc: Vec<u32>,
+    partial: HashMap<u32, Upload>,
+    requests: BTreeMap<u32, UnmaskRequest>,
+    self_mask_shares: BTreeMap<u32, Vec<Share>>,
+    mask_key_shares: BTreeMap<u32, Vec<Share>>,
+}
+
+impl Server {
+    /// Starts a round: checks the configuration and queues it to every participant.
+    ///
+    /// # Errors
+    /// [`ConfigError`] if the configuration is invalid.
+    pub fn new(config: RoundConfig, now: Instant) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let graph = config.graph()?;
+        let n = config.participant_count();
+        let mut outbox = VecDeque::with_capacity(n as usize);
+        for p in &config.participants {
+            outbox.push_back((p.id, ServerMessage::Start(config.clone())));
+        }
+        Ok(Self {
+            deadline: now + config.phase_timeout(),
+            acc: vec![0; config.vector_len as usize],
+            config,
+            graph,
+            phase: Some(Phase::AdvertiseKeys),
+            outbox,
+            outcome: None,
+            excluded: BTreeSet::new(),
+            active: (0..n).collect(),
+            delivered: BTreeSet::new(),
+            adverts: BTreeMap::new(),
+            uploads: BTreeMap::new(),
+            sharers: BTreeSet::new(),
+            partial: HashMap::new(),
+            requests: BTreeMap::new(),
+            self_mask_shares: BTreeMap::new(),
+            mask_key_shares: BTreeMap::new(),
+        })
+    }
+
+    /// Processes one message from client `from`. On error the client is excluded from the
+    /// round (and treated as dropped); the round goes on.
+    ///
+    /// # Errors
+    /// The [`ServerError`] naming what was wrong with the message.
+    pub fn handle(
+        &mut self,
+        from: ClientId,
+        msg: ClientMessage,
+        now: Instant,
+    ) -> Result<(), ServerError> {
+        let index = self
+            .config
+            .index_of(from)
+            .ok_or(ServerError::UnknownClient(from))?;
+        let Some(phase) = self.phase else {
+            return Err(ServerError::RoundOver(from));
+        };
+        let result = if !self.active.contains(&index) || self.excluded.contains(&index) {
+            Err(ServerError::UnexpectedMessage {
+                from,
+                phase,
+                got: message_name(&msg),
+            })
+        } else {
+            match (phase, msg) {
+                (Phase::AdvertiseKeys, ClientMessage::Advert(a)) => self.on_advert(index, from, a),
+                (Phase::ShareKeys, ClientMessage::Shares(s)) => self.on_shares(index, from, s),
+                (Phase::MaskedInput, ClientMessage::MaskedChunk(c)) => {
+                    self.on_chunk(index, from, c)
+                }
+                (Phase::Unmask, ClientMessage::Unmask(r)) => self.on_unmask(index, from, r),
+                (phase, other) => Err(ServerError::UnexpectedMessage {
+                    from,
+                    phase,
+                    got: message_name(&other),
+                }),
+            }
+        };
+        if result.is_err() {
+            self.exclude(index);
+        }
+        self.advance_if_complete(now);
+        result
+    }
+
+    /// The transport lost client `id`: treat it as dropped from now on.
+    pub fn client_lost(&mut self, id: ClientId, now: Instant) {
+        if let Some(index) = self.config.index_of(id) {
+            self.exclude(index);
+            self.advance_if_complete(now);
+        }
+    }
+
+    /// Ends the current phase if its deadline has passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.phase.is_some() && now >= self.deadline {
+            self.advance(now);
+        }
+    }
+
+    /// The next message to send and its receiver.
+    pub fn poll_transmit(&mut self) -> Option<(ClientId, ServerMessage)> {
+        self.outbox.pop_front()
+    }
+
+    /// When [`Server::handle_timeout`] should next be called; `None` once the round is over.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.phase.map(|_| self.deadline)
+    }
+
+    /// The current phase; `None` once the round is over.
+    #[must_use]
+    pub fn phase(&self) -> Option<Phase> {
+        self.phase
+    }
+
+    /// The result, once the round is over.
+    #[must_use]
+    pub fn outcome(&self) -> Option<&Result<RoundOutput, AbortError>> {
+        self.outcome.as_ref()
+    }
+
+    /// Takes the result out, once the round is over.
+    pub fn take_outcome(&mut self) -> Option<Result<RoundOutput, AbortError>> {
+        self.outcome.take()
+    }
+
+    /// The round configuration.
+    #[must_use]
+    pub fn config(&self) -> &RoundConfig {
+        &self.config
+    }
+
+    fn exclude(&mut self, index: u32) {
+        self.excluded.insert(index);
+        self.partial.remove(&index);
+    }
+
+    /// Clients still expected to answer in this phase.
+    fn pending(&self) -> impl Iterator<Item = &u32> {
+        self.active
+            .iter()
+            .filter(|i| !self.delivered.contains(i) && !self.excluded.contains(i))
+    }
+
+    fn advance_if_complete(&mut self, now: Instant) {
+        if self.phase.is_some() && self.pending().next().is_none() {
+            self.advance(now);
+        }
+    }
+
+    fn advance(&mut self, now: Instant) {
+        let step = match self.phase {
+            Some(Phase::AdvertiseKeys) => self.end_advertise(),
+            Some(Phase::ShareKeys) => self.end_share_keys(),
+            Some(Phase::MaskedInput) => self.end_masked_input(),
+            Some(Phase::Unmask) => self.end_unmask(),
+            None => return,
+        };
+        match step {
+            Ok(next) => {
+                self.phase = next;
+                self.delivered.clear();
+                self.deadline = now + self.config.phase_timeout();
+                // A phase whose every client is already gone ends at once.
+                if next.is_some() {
+                    self.advance_if_complete(now);
+                }
+            }
+            Err(e) => self.abort(e),
+        }
+    }
+
+    fn abort(&mut self, e: AbortError) {
+        let note = e.to_string();
+        for &i in &self.active {
+            if let Some(id) = self.config.id_at(i) {
+                self.outbox
+                    .push_back((id, ServerMessage::Aborted(note.clone())));
+            }
+        }
+        self.phase = None;
+        self.partial.clear();
+        self.outcome = Some(Err(e));
+    }
+
+    fn id(&self, index: u32) -> ClientId {
+        self.config.id_at(index).unwrap_or(ClientId(u64::MAX))
+    }
+
+    /// The members of `set` that are neighbours of `u`.
+    fn neighbours_in<'a>(
+        &'a self,
+        u: u32,
+        set: &'a BTreeSet<u32>,
+    ) -> impl Iterator<Item = u32> + 'a {
+        self.graph
+            .neighbours(u)
+            .iter()
+            .copied()
+            .filter(move |v| set.contains(v))
+    }
+
+    /// Removes, until none is left, every client with fewer than `t` neighbours in the set:
+    /// its secrets could not be rebuilt. Removed clients are told the round goes on without
+    /// them.
+    fn prune(&mut self, set: &mut BTreeSet<u32>, phase: Phase) {
+        let t = self.config.threshold as usize;
+        loop {
+            let weak: Vec<u32> = set
+                .iter()
+                .copied()
+                .filter(|&u| self.neighbours_in(u, set).count() < t)
+                .collect();
+            if weak.is_empty() {
+                return;
+            }
+            for u in weak {
+                set.remove(&u);
+                let note = format!("{phase}: excluded, fewer than {t} of its neighbours are left");
+                self.outbox
+                    .push_back((self.id(u), ServerMessage::Aborted(note)));
+            }
+        }
+    }
+
+    fn require_count(&self, set: &BTreeSet<u32>, phase: Phase) -> Result<(), AbortError> {
+        let need = self.config.min_clients as usize;
+        if set.len() < need {
+            return Err(AbortError::TooFewClients {
+                phase,
+                have: set.len(),
+                need,
+            });
+        }
+        Ok(())
+    }
+
+    fn invalid(from: ClientId, phase: Phase, reason: impl Into<String>) -> ServerError {
+        ServerError::Invalid {
+            from,
+            phase,
+            reason: reason.into(),
+        }
+    }
+}
+
+fn message_name(m: &ClientMessage) -> &'static str {
+    match m {
+        ClientMessage::Advert(_) => "advert",
+        ClientMessage::Shares(_) => "shares",
+        ClientMessage::MaskedChunk(_) => "masked chunk",
+        ClientMessage::Unmask(_) => "unmask",
+    }
+}

@@ -1,0 +1,140 @@
+//! Server, phase 4: collect the revealed shares, rebuild each survivor's self-mask seed and
+//! each dropped client's mask-agreement key, and strip every mask from the sum: the survivors'
+//! self masks, and the pairwise masks the survivors shared with the dropped clients. The
+//! keystreams are applied in one batch (on all cores with the `parallel` feature).
+
+use std::collections::BTreeSet;
+
+use edge_kernels::Mask;
+use x25519_dalek::StaticSecret;
+use zeroize::Zeroizing;
+
+use super::{AbortError, RoundOutput, Server, ServerError};
+use crate::config::ClientId;
+use crate::keys::{Binding, MASK_STREAM, pair_sign};
+use crate::phase::Phase;
+use crate::shamir::{self, Share};
+use crate::wire::{ServerMessage, UnmaskResponse};
+
+impl Server {
+    pub(super) fn on_unmask(
+        &mut self,
+        index: u32,
+        from: ClientId,
+        response: UnmaskResponse,
+    ) -> Result<(), ServerError> {
+        let phase = Phase::Unmask;
+        if response.client != from {
+            return Err(ServerError::WrongSender {
+                claimed: response.client,
+                actual: from,
+            });
+        }
+        if self.delivered.contains(&index) {
+            return Err(ServerError::Duplicate { from, phase });
+        }
+        let Some(request) = self.requests.get(&index) else {
+            return Err(ServerError::UnexpectedMessage {
+                from,
+                phase,
+                got: "unmask",
+            });
+        };
+        let x = u64::from(index) + 1;
+        let matches = |shares: &[(ClientId, Share)], asked: &[ClientId]| {
+            shares.len() == asked.len()
+                && shares
+                    .iter()
+                    .zip(asked)
+                    .all(|((id, share), want)| id == want && share.x == x)
+        };
+        if !matches(&response.self_mask_shares, &request.survivors)
+            || !matches(&response.mask_key_shares, &request.dropped)
+        {
+            return Err(Self::invalid(
+                from,
+                phase,
+                "the shares do not answer the request",
+            ));
+        }
+        for (id, share) in response.self_mask_shares {
+            if let Some(u) = self.config.index_of(id) {
+                self.self_mask_shares.entry(u).or_default().push(share);
+            }
+        }
+        for (id, share) in response.mask_key_shares {
+            if let Some(u) = self.config.index_of(id) {
+                self.mask_key_shares.entry(u).or_default().push(share);
+            }
+        }
+        self.delivered.insert(index);
+        Ok(())
+    }
+
+    pub(super) fn end_unmask(&mut self) -> Result<Option<Phase>, AbortError> {
+        let phase = Phase::Unmask;
+        let t = self.config.threshold as usize;
+        let survivors = self.active.clone();
+        let dropped: BTreeSet<u32> = self.sharers.difference(&survivors).copied().collect();
+        let mut masks = Vec::new();
+        for &u in &survivors {
+            let seed = self.rebuild(u, &self.self_mask_shares, t, phase)?;
+            masks.push(Mask::new(*seed, MASK_STREAM, edge_kernels::Sign::Sub));
+        }
+        let binding = Binding {
+            task: &self.config.task,
+            round: self.config.round,
+        };
+        for &u in &dropped {
+            let key = StaticSecret::from(*self.rebuild(u, &self.mask_key_shares, t, phase)?);
+            let u_id = self.id(u);
+            for v in self.neighbours_in(u, &survivors) {
+                let v_id = self.id(v);
+                let Some(advert) = self.adverts.get(&v) else {
+                    continue;
+                };
+                let seed = binding.pair_seed(&key, u_id, v_id, &advert.mask_pk)?;
+                masks.push(Mask::new(
+                    *seed,
+                    MASK_STREAM,
+                    pair_sign(v_id, u_id).opposite(),
+                ));
+            }
+        }
+        let mut sum = std::mem::take(&mut self.acc);
+        #[cfg(feature = "parallel")]
+        edge_kernels::apply_masks_parallel(&mut sum, &masks);
+        #[cfg(not(feature = "parallel"))]
+        edge_kernels::apply_masks(&mut sum, &masks);
+
+        let contributors: Vec<ClientId> = survivors.iter().map(|&u| self.id(u)).collect();
+        for &v in &self.delivered {
+            self.outbox
+                .push_back((self.id(v), ServerMessage::Finished(contributors.clone())));
+        }
+        self.outcome = Some(Ok(RoundOutput { sum, contributors }));
+        Ok(None)
+    }
+
+    fn rebuild(
+        &self,
+        u: u32,
+        shares: &std::collections::BTreeMap<u32, Vec<Share>>,
+        t: usize,
+        phase: Phase,
+    ) -> Result<Zeroizing<[u8; 32]>, AbortError> {
+        let client = self.id(u);
+        let have = shares.get(&u).map_or(&[][..], Vec::as_slice);
+        if have.len() < t {
+            return Err(AbortError::NotEnoughShares {
+                phase,
+                client,
+                have: have.len(),
+                need: t,
+            });
+        }
+        shamir::reconstruct(have, t)
+            .map(Zeroizing::new)
+            .map_err(|source| AbortError::Reconstruction { client, source })
+    }
+}

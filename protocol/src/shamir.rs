@@ -1,0 +1,317 @@
+//! Shamir secret sharing of 32-byte secrets over the prime field GF(2^61 − 1).
+//!
+//! A secret is cut into five limbs of at most 56 bits (7 bytes each, the last one 4), each
+//! shared with its own random polynomial of degree `t − 1`; a share is the five evaluations at
+//! the holder's x-coordinate (its client index + 1, never 0). Any `t` shares rebuild the
+//! secret by Lagrange interpolation at 0; fewer reveal nothing about it. Shares beyond the
+//! first `t` are checked against the interpolated polynomial, so a corrupted share is detected
+//! rather than silently rebuilding a wrong secret.
+
+use rand_core::Rng;
+use serde::{Deserialize, Serialize};
+
+/// The field modulus, the Mersenne prime 2^61 − 1.
+const P: u64 = (1 << 61) - 1;
+/// Limbs per 32-byte secret.
+pub const LIMBS: usize = 5;
+/// Bytes per limb.
+const LIMB_BYTES: usize = 7;
+
+/// One holder's share of one 32-byte secret.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Share {
+    /// The evaluation point: holder index + 1.
+    pub x: u64,
+    /// The polynomial values at `x`, one per limb.
+    pub y: [u64; LIMBS],
+}
+
+impl std::fmt::Debug for Share {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Share")
+            .field("x", &self.x)
+            .field("y", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Why a secret could not be rebuilt.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShamirError {
+    /// Fewer shares than the threshold.
+    #[error("{have} shares, {need} needed")]
+    NotEnoughShares {
+        /// Shares given.
+        have: usize,
+        /// Threshold.
+        need: usize,
+    },
+    /// Two shares with the same x, x = 0 or a value outside the field.
+    #[error("invalid share at x = {0}")]
+    InvalidShare(u64),
+    /// The shares do not lie on one polynomial of degree t − 1, or rebuild an impossible secret.
+    #[error("shares are inconsistent: at least one was corrupted")]
+    Inconsistent,
+    /// Threshold 0 or above the number of holders.
+    #[error("threshold {threshold} is impossible with {holders} holders")]
+    BadThreshold {
+        /// Threshold asked for.
+        threshold: usize,
+        /// Holders.
+        holders: usize,
+    },
+}
+
+/// Shares `secret` among holders at x-coordinates `xs` (each non-zero and distinct) with
+/// threshold `t`, drawing polynomial coefficients from `rng`.
+///
+/// # Errors
+/// [`ShamirError::BadThreshold`] or [`ShamirError::InvalidShare`] for a bad x.
+pub fn split<R: Rng + ?Sized>(
+    secret: &[u8; 32],
+    t: usize,
+    xs: &[u64],
+    rng: &mut R,
+) -> Result<Vec<Share>, ShamirError> {
+    if t == 0 || t > xs.len() {
+        return Err(ShamirError::BadThreshold {
+            threshold: t,
+            holders: xs.len(),
+        });
+    }
+    check_xs(xs)?;
+    let limbs = to_limbs(secret);
+    // coefficients[l][0] is the limb itself; the others are uniform in the field.
+    let coefficients: Vec<Vec<u64>> = limbs
+        .iter()
+        .map(|&c0| {
+            std::iter::once(c0)
+                .chain((1..t).map(|_| random_element(rng)))
+                .collect()
+        })
+        .collect();
+    Ok(xs
+        .iter()
+        .map(|&x| Share {
+            x,
+            y: std::array::from_fn(|l| eval(&coefficients[l], x)),
+        })
+        .collect())
+}
+
+/// Rebuilds a secret from at least `t` shares; extra shares are checked for consistency.
+///
+/// # Errors
+/// [`ShamirError`] naming the problem.
+pub fn reconstruct(shares: &[Share], t: usize) -> Result<[u8; 32], ShamirError> {
+    if t == 0 {
+        return Err(ShamirError::BadThreshold {
+            threshold: t,
+            holders: shares.len(),
+        });
+    }
+    if shares.len() < t {
+        return Err(ShamirError::NotEnoughShares {
+            have: shares.len(),
+            need: t,
+        });
+    }
+    let xs: Vec<u64> = shares.iter().map(|s| s.x).collect();
+    check_xs(&xs)?;
+    if shares.iter().any(|s| s.y.iter().any(|&v| v >= P)) {
+        return Err(ShamirError::Inconsistent);
+    }
+    let (basis, extra) = shares.split_at(t);
+    let basis_xs: Vec<u64> = basis.iter().map(|s| s.x).collect();
+    let at_zero = lagrange_weights(&basis_xs, 0);
+    let limbs: [u64; LIMBS] = std::array::from_fn(|l| dot(&at_zero, basis.iter().map(|s| s.y[l])));
+    for s in extra {
+        let w = lagrange_weights(&basis_xs, s.x);
+        for (l, &y) in s.y.iter().enumerate() {
+            if dot(&w, basis.iter().map(|b| b.y[l])) != y {
+                return Err(ShamirError::Inconsistent);
+            }
+        }
+    }
+    from_limbs(&limbs).ok_or(ShamirError::Inconsistent)
+}
+
+fn check_xs(xs: &[u64]) -> Result<(), ShamirError> {
+    let mut sorted = xs.to_vec();
+    sorted.sort_unstable();
+    for (i, &x) in sorted.iter().enumerate() {
+        if x == 0 || x >= P || (i > 0 && sorted[i - 1] == x) {
+            return Err(ShamirError::InvalidShare(x));
+        }
+    }
+    Ok(())
+}
+
+fn to_limbs(secret: &[u8; 32]) -> [u64; LIMBS] {
+    std::array::from_fn(|l| {
+        let mut b = [0u8; 8];
+        let start = l * LIMB_BYTES;
+        let end = (start + LIMB_BYTES).min(32);
+        b[..end - start].copy_from_slice(&secret[start..end]);
+        u64::from_le_bytes(b)
+    })
+}
+
+fn from_limbs(limbs: &[u64; LIMBS]) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    for (l, &v) in limbs.iter().enumerate() {
+        let start = l * LIMB_BYTES;
+        let len = (start + LIMB_BYTES).min(32) - start;
+        if v >> (8 * len) != 0 {
+            return None;
+        }
+        out[start..start + len].copy_from_slice(&v.to_le_bytes()[..len]);
+    }
+    Some(out)
+}
+
+fn random_element<R: Rng + ?Sized>(rng: &mut R) -> u64 {
+    loop {
+        let v = rng.next_u64() >> 3;
+        if v < P {
+            return v;
+        }
+    }
+}
+
+fn add(a: u64, b: u64) -> u64 {
+    let s = a + b;
+    if s >= P { s - P } else { s }
+}
+
+fn sub(a: u64, b: u64) -> u64 {
+    if a >= b { a - b } else { a + P - b }
+}
+
+fn mul(a: u64, b: u64) -> u64 {
+    let x = u128::from(a) * u128::from(b);
+    add((x as u64) & P, (x >> 61) as u64)
+}
+
+fn pow(mut base: u64, mut e: u64) -> u64 {
+    let mut acc = 1;
+    while e > 0 {
+        if e & 1 == 1 {
+            acc = mul(acc, base);
+        }
+        base = mul(base, base);
+        e >>= 1;
+    }
+    acc
+}
+
+fn inv(a: u64) -> u64 {
+    pow(a, P - 2)
+}
+
+/// Horner evaluation of a polynomial (lowest coefficient first) at `x`.
+fn eval(coefficients: &[u64], x: u64) -> u64 {
+    coefficients
+        .iter()
+        .rev()
+        .fold(0, |acc, &c| add(mul(acc, x), c))
+}
+
+/// Lagrange basis weights of the points `xs` evaluated at `at`.
+fn lagrange_weights(xs: &[u64], at: u64) -> Vec<u64> {
+    xs.iter()
+        .enumerate()
+        .map(|(j, &xj)| {
+            let (mut num, mut den) = (1, 1);
+            for (m, &xm) in xs.iter().enumerate() {
+                if m != j {
+                    num = mul(num, sub(at, xm));
+                    den = mul(den, sub(xj, xm));
+                }
+            }
+            mul(num, inv(den))
+        })
+        .collect()
+}
+
+fn dot(weights: &[u64], ys: impl Iterator<Item = u64>) -> u64 {
+    weights
+        .iter()
+        .zip(ys)
+        .fold(0, |acc, (&w, y)| add(acc, mul(w, y)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    fn rng() -> ChaCha20Rng {
+        ChaCha20Rng::from_seed([4; 32])
+    }
+
+    #[test]
+    fn any_t_shares_rebuild_the_secret_and_extras_are_checked() {
+        let secret: [u8; 32] = std::array::from_fn(|i| (i * 37 + 255) as u8);
+        let xs: Vec<u64> = (1..=7).collect();
+        let shares = split(&secret, 4, &xs, &mut rng()).unwrap();
+        assert_eq!(reconstruct(&shares[3..7], 4).unwrap(), secret);
+        assert_eq!(
+            reconstruct(
+                &[
+                    shares[6].clone(),
+                    shares[0].clone(),
+                    shares[2].clone(),
+                    shares[5].clone()
+                ],
+                4
+            )
+            .unwrap(),
+            secret
+        );
+        assert_eq!(reconstruct(&shares, 4).unwrap(), secret);
+        assert_eq!(
+            reconstruct(&shares[..3], 4),
+            Err(ShamirError::NotEnoughShares { have: 3, need: 4 })
+        );
+        let mut bad = shares.clone();
+        bad[5].y[2] = add(bad[5].y[2], 1);
+        assert_eq!(reconstruct(&bad, 4), Err(ShamirError::Inconsistent));
+    }
+
+    #[test]
+    fn malformed_shares_are_refused() {
+        let s = split(&[9; 32], 2, &[1, 2, 3], &mut rng()).unwrap();
+        let dup = [s[0].clone(), s[0].clone()];
+        assert_eq!(reconstruct(&dup, 2), Err(ShamirError::InvalidShare(1)));
+        assert!(split(&[9; 32], 2, &[0, 1], &mut rng()).is_err());
+        assert!(split(&[9; 32], 4, &[1, 2, 3], &mut rng()).is_err());
+        let mut out_of_field = s[1].clone();
+        out_of_field.y[0] = P;
+        assert_eq!(
+            reconstruct(&[s[0].clone(), out_of_field], 2),
+            Err(ShamirError::Inconsistent)
+        );
+    }
+
+    #[test]
+    fn field_arithmetic_is_sound() {
+        for a in [1u64, 2, 12345, P - 1, 1 << 60] {
+            assert_eq!(mul(a, inv(a)), 1, "{a}");
+            assert_eq!(add(sub(7, a), a), 7);
+        }
+        assert_eq!(mul(P - 1, P - 1), 1);
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(secret in any::<[u8; 32]>(), t in 1usize..8, extra in 0usize..4, seed in any::<[u8; 32]>()) {
+            let xs: Vec<u64> = (1..=(t + extra) as u64).map(|x| x * 3).collect();
+            let shares = split(&secret, t, &xs, &mut ChaCha20Rng::from_seed(seed)).unwrap();
+            prop_assert_eq!(reconstruct(&shares, t).unwrap(), secret);
+            prop_assert_eq!(reconstruct(&shares[extra..], t).unwrap(), secret);
+        }
+    }
+}
