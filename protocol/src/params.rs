@@ -10,22 +10,26 @@
 //!
 //! 1. **Connectivity.** Removing the corrupt and dropped clients must not split the honest
 //!    survivors, or the server would learn partial sums. Splitting a Harary graph of degree `k`
-//!    takes `k/2` consecutive bad clients at two places of its ring; with `B = ⌊(γ+δ)n⌋` bad
+//!    takes `k/2` consecutive bad clients at two places of its ring; with `B = ⌈γn⌉ + ⌈δn⌉` bad
 //!    clients, a union bound over the `n(n−k−1)/2` pairs of places gives
 //!    `P ≤ n(n−k−1)/2 · B!(n−k)! / (n!(B−k)!)`, which must stay below `ε/2`.
 //! 2. **Privacy of shares.** The number of corrupt neighbours of a client is hypergeometric
-//!    `H(n, ⌊γn⌋, k)`; let `c` be the smallest count with `P[X > c] ≤ ε/(2n)`. An honest client
+//!    `H(n, ⌈γn⌉, k)`; let `c` be the smallest count with `P[X > c] ≤ ε/(2n)`. An honest client
 //!    reveals, for each peer, either its self-mask share or its key share, never both; a server
 //!    that colludes with `c` neighbours gets both secrets of a client only if `2t − k ≤ c`. So
 //!    `t ≥ ⌊(c + k)/2⌋ + 1`, which also gives `t > k/2` when nobody is corrupt.
 //! 3. **Correctness.** The number of surviving neighbours is hypergeometric
-//!    `H(n, ⌈(1−δ)n⌉, k)`; `t` must not exceed the largest count `s` with `P[X < s] ≤ ε/n`, or a
+//!    `H(n, n − ⌈δn⌉, k)`; `t` must not exceed the largest count `s` with `P[X < s] ≤ ε/n`, or a
 //!    survivor's secrets could not be rebuilt.
 //!
 //! The smallest even `k` (from 2) that satisfies all three is taken, with the smallest allowed
 //! `t`. When no `k < n − 1` qualifies (small cohorts), the complete graph `k = n − 1` is used
-//! with worst-case counts instead of probabilities: `t ≥ ⌊(⌊γn⌋ + k)/2⌋ + 1` and
-//! `t ≤ k − ⌊δn⌋`.
+//! with worst-case counts instead of probabilities: `t ≥ ⌊(⌈γn⌉ + k)/2⌋ + 1` and
+//! `t ≤ k − ⌈δn⌉`.
+//!
+//! Counts of corrupt and dropped clients are rounded up (`⌈γn⌉`, `⌈δn⌉`; Google's finder
+//! rounds the corrupt count down), so a small cohort with a 10 % dropout bound is planned for
+//! at least one dropout.
 //!
 //! [`check`] is the client's side of the same rule: it refuses a configuration whose `k` and
 //! `t` do not meet conditions 1 and 2 (privacy), whatever the server says. Condition 3 only
@@ -157,12 +161,14 @@ impl ThreatModel {
         Ok(())
     }
 
+    /// `⌈γn⌉`: rounding up is the conservative side for privacy.
     fn corrupt_count(&self, n: u32) -> u32 {
-        (u64::from(n) * u64::from(self.corrupt_ppm) / u64::from(PPM)) as u32
+        (u64::from(n) * u64::from(self.corrupt_ppm)).div_ceil(u64::from(PPM)) as u32
     }
 
+    /// `⌈δn⌉`: rounding up is the conservative side for finishing the round.
     fn dropout_count(&self, n: u32) -> u32 {
-        (u64::from(n) * u64::from(self.dropout_ppm) / u64::from(PPM)) as u32
+        (u64::from(n) * u64::from(self.dropout_ppm)).div_ceil(u64::from(PPM)) as u32
     }
 
     fn survivor_count(&self, n: u32) -> u32 {
@@ -279,7 +285,6 @@ fn harary_threshold(n: u32, k: u32, threat: &ThreatModel, lf: &LogFactorials) ->
     }
     let c = corrupt_neighbour_bound(n, k, threat, lf);
     let t_min = ((c + k) / 2 + 1).max(2);
-    // Largest s with P[surviving neighbours < s] <= eps / n.
     let surv = Hypergeometric {
         population: n,
         successes: threat.survivor_count(n),
@@ -287,15 +292,8 @@ fn harary_threshold(n: u32, k: u32, threat: &ThreatModel, lf: &LogFactorials) ->
     };
     let eps_n =
         (f64::from(threat.failure_bits) * -std::f64::consts::LN_2 - f64::from(n).ln()).exp();
-    let mut s_max = 0;
-    for s in 1..=k {
-        if surv.cdf_below(s, lf) <= eps_n {
-            s_max = s;
-        } else {
-            break;
-        }
-    }
-    (t_min <= s_max).then_some(t_min)
+    // t_min is allowed when P[surviving neighbours < t_min] <= eps / n.
+    (t_min <= k && surv.cdf_below(t_min, lf) <= eps_n).then_some(t_min)
 }
 
 /// Smallest `c` with `P[corrupt neighbours > c] ≤ 2^-(σ+1) / n`.
@@ -308,7 +306,15 @@ fn corrupt_neighbour_bound(n: u32, k: u32, threat: &ThreatModel, lf: &LogFactori
     let eps = (-(f64::from(threat.failure_bits) + 1.0) * std::f64::consts::LN_2
         - f64::from(n).ln())
     .exp();
-    (0..=k).find(|&c| adv.tail_above(c, lf) <= eps).unwrap_or(k)
+    // Walk down from the top of the distribution, accumulating P[X > c].
+    let mut tail = 0.0;
+    for c in (0..k).rev() {
+        tail += adv.pmf(c + 1, lf);
+        if tail > eps {
+            return c + 1;
+        }
+    }
+    0
 }
 
 fn log_prob_disconnected(n: u32, k: u32, threat: &ThreatModel, lf: &LogFactorials) -> f64 {
@@ -370,11 +376,6 @@ impl Hypergeometric {
     fn cdf_below(&self, s: u32, lf: &LogFactorials) -> f64 {
         (0..s).map(|x| self.pmf(x, lf)).sum()
     }
-
-    /// `P[X > c]`.
-    fn tail_above(&self, c: u32, lf: &LogFactorials) -> f64 {
-        (c + 1..=self.draws).map(|x| self.pmf(x, lf)).sum()
-    }
 }
 
 #[cfg(test)]
@@ -383,7 +384,7 @@ mod tests {
 
     #[test]
     fn derived_parameters_pass_the_clients_check() {
-        for n in [2u32, 3, 5, 10, 50, 100, 500, 1000, 5000] {
+        for n in [5u32, 10, 50, 100, 500, 1000, 5000] {
             for threat in [
                 ThreatModel::default(),
                 ThreatModel {
@@ -397,12 +398,53 @@ mod tests {
                     failure_bits: 40,
                 },
             ] {
+                if n == 5 && threat.dropout_ppm == 300_000 {
+                    // Two of five may vanish: no t > k/2 survives that.
+                    assert!(derive(n, &threat).is_err());
+                    continue;
+                }
                 let p = derive(n, &threat).unwrap();
                 assert!(2 * p.threshold > p.degree, "n {n}: {p:?}");
                 assert!(p.degree < n, "n {n}: {p:?}");
                 check(n, p, &threat).unwrap();
             }
         }
+    }
+
+    #[test]
+    fn tiny_cohorts_cannot_survive_a_dropout_and_say_so() {
+        // Two or three clients cannot lose one and still keep t > k/2 holders of each secret.
+        for n in [2, 3] {
+            assert!(matches!(
+                derive(n, &ThreatModel::default()),
+                Err(ParamError::NoSafeParameters { .. })
+            ));
+        }
+        let no_dropout = ThreatModel {
+            dropout_ppm: 0,
+            ..ThreatModel::default()
+        };
+        assert_eq!(
+            derive(2, &no_dropout).unwrap(),
+            GraphParams {
+                degree: 1,
+                threshold: 1
+            }
+        );
+        assert_eq!(
+            derive(3, &no_dropout).unwrap(),
+            GraphParams {
+                degree: 2,
+                threshold: 2
+            }
+        );
+        assert_eq!(
+            derive(5, &ThreatModel::default()).unwrap(),
+            GraphParams {
+                degree: 4,
+                threshold: 3
+            }
+        );
     }
 
     #[test]

@@ -35,9 +35,14 @@ impl Server {
         }
         .verify(identity, &advert.signature)
         .map_err(|source| ServerError::BadAdvert { from, source })?;
-        if advert.enc_pk == advert.mask_pk {
-            return Err(Self::invalid(from, phase, "the two round keys are equal"));
+        if advert.enc_pk == advert.mask_pk
+            || self.advertised_keys.contains(&advert.enc_pk)
+            || self.advertised_keys.contains(&advert.mask_pk)
+        {
+            return Err(Self::invalid(from, phase, "a round key is reused"));
         }
+        self.advertised_keys.insert(advert.enc_pk);
+        self.advertised_keys.insert(advert.mask_pk);
         self.adverts.insert(index, advert);
         self.delivered.insert(index);
         Ok(())

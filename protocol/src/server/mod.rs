@@ -55,6 +55,8 @@ pub struct Server {
     /// Clients that delivered the current phase's message.
     delivered: BTreeSet<u32>,
     adverts: BTreeMap<u32, KeyAdvert>,
+    /// Every public key advertised so far: no two clients may share one.
+    advertised_keys: BTreeSet<[u8; 32]>,
     uploads: BTreeMap<u32, Vec<SealedShare>>,
     /// Clients whose shares went out: `U2`.
     sharers: BTreeSet<u32>,
@@ -90,6 +92,7 @@ impl Server {
             active: (0..n).collect(),
             delivered: BTreeSet::new(),
             adverts: BTreeMap::new(),
+            advertised_keys: BTreeSet::new(),
             uploads: BTreeMap::new(),
             sharers: BTreeSet::new(),
             partial: HashMap::new(),

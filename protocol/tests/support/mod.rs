@@ -1,0 +1,229 @@
+//! An in-memory round: one server and `n` clients wired through message queues, a fake clock,
+//! and a script of who vanishes when. Every message crosses the wire format (encode, decode)
+//! on its way, so the driver also exercises the framing.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use flock_protocol::wire::{self, ClientMessage, ServerMessage};
+use flock_protocol::{
+    AbortError, Client, ClientId, ClientPhase, Identity, Participant, RoundConfig, RoundOutput,
+    Server, TaskId, ThreatModel,
+};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{Rng, SeedableRng};
+
+/// When a client vanishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Drop {
+    /// Never sends its advert.
+    BeforeAdvert,
+    /// Advertises, then never sends shares.
+    BeforeShares,
+    /// Shares, then never sends input.
+    BeforeInput,
+    /// Sends the first chunk of its input, then vanishes.
+    MidInput,
+    /// Sends its whole input, then never answers the unmask request.
+    BeforeUnmask,
+}
+
+impl Drop {
+    pub const ALL: [Drop; 5] = [
+        Drop::BeforeAdvert,
+        Drop::BeforeShares,
+        Drop::BeforeInput,
+        Drop::MidInput,
+        Drop::BeforeUnmask,
+    ];
+
+    /// Whether a client dropping here still has its input in the sum.
+    pub fn contributes(self) -> bool {
+        self == Drop::BeforeUnmask
+    }
+}
+
+pub struct Round {
+    pub server: Server,
+    pub clients: BTreeMap<ClientId, Client>,
+    pub identities: Vec<Identity>,
+    pub inputs: BTreeMap<ClientId, Vec<u32>>,
+    pub drops: BTreeMap<ClientId, Drop>,
+    /// Whether the transport notices a drop at once (`client_lost`) or the server must wait
+    /// for the phase deadline.
+    pub notice_drops: bool,
+    pub now: Instant,
+    rng: ChaCha20Rng,
+    chunks_sent: BTreeMap<ClientId, usize>,
+}
+
+pub fn participants(identities: &[Identity]) -> Vec<Participant> {
+    identities
+        .iter()
+        .enumerate()
+        .map(|(i, id)| Participant {
+            id: ClientId(i as u64 * 7 + 3),
+            identity: id.public(),
+        })
+        .collect()
+}
+
+pub fn identities(n: usize, seed: u8) -> Vec<Identity> {
+    (0..n)
+        .map(|i| {
+            let mut s = [seed; 32];
+            s[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            Identity::from_secret_bytes(&s)
+        })
+        .collect()
+}
+
+pub fn config(n: usize, d: u32, seed: u8) -> (RoundConfig, Vec<Identity>) {
+    let ids = identities(n, seed);
+    let config = RoundConfig::derive(
+        TaskId([seed; 32]),
+        u64::from(seed),
+        participants(&ids),
+        ThreatModel::default(),
+        [seed ^ 0x55; 32],
+        d,
+        1.0,
+        10_000,
+    )
+    .unwrap();
+    (config, ids)
+}
+
+impl Round {
+    /// A round over `config`, each client with a random input of `config.bits` bits.
+    pub fn new(config: RoundConfig, identities: Vec<Identity>, seed: u64) -> Self {
+        let now = Instant::now();
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let max = config.quant_params().unwrap().max_level();
+        let inputs = config
+            .participants
+            .iter()
+            .map(|p| {
+                let v = (0..config.vector_len)
+                    .map(|_| rng.next_u32() & max)
+                    .collect();
+                (p.id, v)
+            })
+            .collect();
+        Self {
+            server: Server::new(config, now).unwrap(),
+            clients: BTreeMap::new(),
+            identities,
+            inputs,
+            drops: BTreeMap::new(),
+            notice_drops: true,
+            now,
+            rng,
+            chunks_sent: BTreeMap::new(),
+        }
+    }
+
+    /// Runs the round to its end (bounded) and returns the server's outcome.
+    pub fn run(&mut self) -> Result<RoundOutput, AbortError> {
+        for _ in 0..10_000 {
+            if let Some(outcome) = self.server.outcome().cloned() {
+                // Let the clients see the final message.
+                self.pump_server();
+                return outcome;
+            }
+            let moved = self.pump_server() | self.pump_clients();
+            if !moved {
+                self.now = self
+                    .server
+                    .poll_timeout()
+                    .expect("a running server has a deadline")
+                    + Duration::from_millis(1);
+                self.server.handle_timeout(self.now);
+            }
+        }
+        panic!("the round did not end");
+    }
+
+    fn pump_server(&mut self) -> bool {
+        let mut moved = false;
+        while let Some((to, msg)) = self.server.poll_transmit() {
+            moved = true;
+            let msg: ServerMessage = wire::decode(&wire::encode(&msg).unwrap()).unwrap();
+            match msg {
+                ServerMessage::Start(config) => {
+                    let i = config.index_of(to).unwrap() as usize;
+                    let client =
+                        Client::new(config, to, &self.identities[i], &mut self.rng, self.now)
+                            .unwrap();
+                    self.clients.insert(to, client);
+                }
+                msg => {
+                    if let Some(c) = self.clients.get_mut(&to) {
+                        let _ = c.handle(msg, self.now);
+                        if c.phase() == ClientPhase::AwaitingInput
+                            && self.drops.get(&to) != Some(&Drop::BeforeInput)
+                        {
+                            c.submit_input(self.inputs[&to].clone()).unwrap();
+                        }
+                    }
+                }
+            }
+        }
+        moved
+    }
+
+    fn pump_clients(&mut self) -> bool {
+        let mut moved = false;
+        let ids: Vec<ClientId> = self.clients.keys().copied().collect();
+        for id in ids {
+            while let Some(msg) = self.clients.get_mut(&id).and_then(Client::poll_transmit) {
+                if self.vanishes(id, &msg) {
+                    self.clients.remove(&id);
+                    if self.notice_drops {
+                        self.server.client_lost(id, self.now);
+                    }
+                    moved = true;
+                    break;
+                }
+                let msg: ClientMessage = wire::decode(&wire::encode(&msg).unwrap()).unwrap();
+                let _ = self.server.handle(id, msg, self.now);
+                moved = true;
+            }
+        }
+        moved
+    }
+
+    fn vanishes(&mut self, id: ClientId, msg: &ClientMessage) -> bool {
+        let Some(&drop) = self.drops.get(&id) else {
+            return false;
+        };
+        match (drop, msg) {
+            (Drop::BeforeAdvert, ClientMessage::Advert(_)) => true,
+            (Drop::BeforeShares, ClientMessage::Shares(_)) => true,
+            (Drop::MidInput, ClientMessage::MaskedChunk(_)) => {
+                let sent = self.chunks_sent.entry(id).or_default();
+                *sent += 1;
+                *sent > 1
+            }
+            (Drop::BeforeUnmask, ClientMessage::Unmask(_)) => true,
+            _ => false,
+        }
+    }
+
+    /// The plain sum of the inputs of `contributors`.
+    pub fn plain_sum(&self, contributors: &[ClientId]) -> Vec<u32> {
+        let d = self.server.config().vector_len as usize;
+        let mut sum = vec![0u32; d];
+        for id in contributors {
+            edge_kernels::add_assign_mod(&mut sum, &self.inputs[id]).unwrap();
+        }
+        sum
+    }
+}
