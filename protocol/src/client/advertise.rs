@@ -101,3 +101,76 @@ impl Client {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    use crate::config::{ClientId, Participant, RoundConfig, TaskId};
+    use crate::keys::{AdvertContext, Identity};
+    use crate::params::ThreatModel;
+    use crate::wire::KeyAdvert;
+    use crate::{Client, ClientError};
+
+    #[test]
+    fn two_validly_signed_adverts_with_one_key_are_refused() {
+        let ids: Vec<Identity> = (0..5u8)
+            .map(|i| Identity::from_secret_bytes(&[i + 1; 32]))
+            .collect();
+        let participants = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| Participant {
+                id: ClientId(i as u64),
+                identity: id.public(),
+            })
+            .collect();
+        let config = RoundConfig::derive(
+            TaskId([1; 32]),
+            1,
+            participants,
+            ThreatModel::default(),
+            [2; 32],
+            4,
+            1.0,
+            1000,
+        )
+        .unwrap();
+        let mut rng = ChaCha20Rng::from_seed([3; 32]);
+        let mut client = Client::new(
+            config.clone(),
+            ClientId(0),
+            &ids[0],
+            &mut rng,
+            Instant::now(),
+        )
+        .unwrap();
+        // Clients 1 and 2 (colluding) advertise the same mask key, each signing it properly.
+        let shared = [9u8; 32];
+        let adverts: Vec<KeyAdvert> = (1..5u8)
+            .map(|i| {
+                let enc_pk = [10 + i; 32];
+                let mask_pk = if i <= 2 { shared } else { [20 + i; 32] };
+                let ctx = AdvertContext {
+                    task: &config.task,
+                    round: 1,
+                    client: ClientId(u64::from(i)),
+                    enc_pk: &enc_pk,
+                    mask_pk: &mask_pk,
+                };
+                let signature = ids[i as usize].sign_advert(&ctx);
+                KeyAdvert {
+                    client: ClientId(u64::from(i)),
+                    enc_pk,
+                    mask_pk,
+                    signature,
+                }
+            })
+            .collect();
+        let err = client.on_adverts(adverts).unwrap_err();
+        assert_eq!(err, ClientError::DuplicateKey(ClientId(2)));
+    }
+}

@@ -35,7 +35,7 @@ impl Server {
                 format!("vector of {} words, the round has {total}", chunk.total),
             ));
         }
-        if chunk.words.is_empty() || chunk.words.len() % 4 != 0 {
+        if chunk.words.is_empty() || !chunk.words.len().is_multiple_of(4) {
             return Err(Self::invalid(
                 from,
                 phase,

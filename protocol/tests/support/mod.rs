@@ -50,6 +50,9 @@ impl Drop {
     }
 }
 
+/// A hook that rewrites a message in flight, given the client at the other end.
+pub type Tamper<M> = Box<dyn FnMut(ClientId, &mut M)>;
+
 pub struct Round {
     pub server: Server,
     pub clients: BTreeMap<ClientId, Client>,
@@ -60,6 +63,14 @@ pub struct Round {
     /// for the phase deadline.
     pub notice_drops: bool,
     pub now: Instant,
+    /// Rewrites what the server sends (a malicious server).
+    pub tamper_server: Option<Tamper<ServerMessage>>,
+    /// Rewrites what a client sends (a malicious client).
+    pub tamper_client: Option<Tamper<ClientMessage>>,
+    /// What each client's `handle` returned, in order.
+    pub client_errors: BTreeMap<ClientId, Vec<flock_protocol::ClientError>>,
+    /// What the server's `handle` refused, in order.
+    pub server_errors: Vec<flock_protocol::ServerError>,
     rng: ChaCha20Rng,
     chunks_sent: BTreeMap<ClientId, usize>,
 }
@@ -125,6 +136,10 @@ impl Round {
             drops: BTreeMap::new(),
             notice_drops: true,
             now,
+            tamper_server: None,
+            tamper_client: None,
+            client_errors: BTreeMap::new(),
+            server_errors: Vec::new(),
             rng,
             chunks_sent: BTreeMap::new(),
         }
@@ -155,7 +170,10 @@ impl Round {
         let mut moved = false;
         while let Some((to, msg)) = self.server.poll_transmit() {
             moved = true;
-            let msg: ServerMessage = wire::decode(&wire::encode(&msg).unwrap()).unwrap();
+            let mut msg: ServerMessage = wire::decode(&wire::encode(&msg).unwrap()).unwrap();
+            if let Some(tamper) = self.tamper_server.as_mut() {
+                tamper(to, &mut msg);
+            }
             match msg {
                 ServerMessage::Start(config) => {
                     let i = config.index_of(to).unwrap() as usize;
@@ -166,7 +184,9 @@ impl Round {
                 }
                 msg => {
                     if let Some(c) = self.clients.get_mut(&to) {
-                        let _ = c.handle(msg, self.now);
+                        if let Err(e) = c.handle(msg, self.now) {
+                            self.client_errors.entry(to).or_default().push(e);
+                        }
                         if c.phase() == ClientPhase::AwaitingInput
                             && self.drops.get(&to) != Some(&Drop::BeforeInput)
                         {
@@ -192,8 +212,13 @@ impl Round {
                     moved = true;
                     break;
                 }
-                let msg: ClientMessage = wire::decode(&wire::encode(&msg).unwrap()).unwrap();
-                let _ = self.server.handle(id, msg, self.now);
+                let mut msg: ClientMessage = wire::decode(&wire::encode(&msg).unwrap()).unwrap();
+                if let Some(tamper) = self.tamper_client.as_mut() {
+                    tamper(id, &mut msg);
+                }
+                if let Err(e) = self.server.handle(id, msg, self.now) {
+                    self.server_errors.push(e);
+                }
                 moved = true;
             }
         }

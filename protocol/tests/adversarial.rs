@@ -1,0 +1,236 @@
+//! A malicious server and malicious clients: an honest client never reveals both shares of a
+//! peer, refuses forged, replayed and tampered material and unsafe configurations; the server
+//! excludes a misbehaving client and finishes the round exactly without it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use flock_protocol::wire::{ClientMessage, ServerMessage};
+use flock_protocol::{
+    ClientError, ClientId, ConfigError, KeyError, ParamError, Phase, Server, ServerError,
+};
+use support::{Round, config};
+
+#[test]
+fn a_server_asking_for_both_shares_of_a_peer_is_refused() {
+    let (config, ids) = config(10, 16, 21);
+    let victim = config.participants[0].id;
+    let mut round = Round::new(config, ids, 21);
+    round.tamper_server = Some(Box::new(move |to, msg| {
+        if let (true, ServerMessage::UnmaskRequest(req)) = (to == victim, msg) {
+            let peer = req.survivors[0];
+            req.dropped.push(peer);
+        }
+    }));
+    // The victim refuses and stays silent; its neighbours' answers still unmask the round.
+    let out = round.run().unwrap();
+    let errors = &round.client_errors[&victim];
+    assert!(
+        matches!(errors[0], ClientError::RevealBoth(_)),
+        "{errors:?}"
+    );
+    assert!(
+        errors[0]
+            .to_string()
+            .contains("refusing to reveal its input")
+    );
+    assert!(matches!(
+        round.clients[&victim].outcome(),
+        Some(Err(ClientError::RevealBoth(_)))
+    ));
+    assert!(out.sum == round.plain_sum(&out.contributors));
+}
+
+#[test]
+fn a_tampered_advert_is_rejected_by_the_client() {
+    let (config, ids) = config(8, 16, 22);
+    let victim = config.participants[1].id;
+    let mut round = Round::new(config, ids, 22);
+    round.tamper_server = Some(Box::new(move |to, msg| {
+        if let (true, ServerMessage::Adverts(adverts)) = (to == victim, msg) {
+            adverts[0].mask_pk[0] ^= 1;
+        }
+    }));
+    let _ = round.run();
+    assert!(
+        matches!(
+            round.client_errors[&victim][0],
+            ClientError::Key(KeyError::BadSignature(_))
+        ),
+        "{:?}",
+        round.client_errors
+    );
+}
+
+#[test]
+fn a_replayed_advert_is_rejected_by_server_and_clients() {
+    // Record every advert of round 22, then replay one into round 23.
+    let (config, ids) = config(6, 8, 23);
+    let recorded = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let mut first = Round::new(config.clone(), support::identities(6, 23), 1);
+    let sink = recorded.clone();
+    first.tamper_client = Some(Box::new(move |_, msg| {
+        if let ClientMessage::Advert(a) = msg {
+            sink.borrow_mut().push(a.clone());
+        }
+    }));
+    first.run().unwrap();
+    let old = recorded.borrow()[0].clone();
+
+    let mut next = config.clone();
+    next.round += 1;
+    // To the server: the replay is refused and its sender excluded.
+    let mut server = Server::new(next.clone(), std::time::Instant::now()).unwrap();
+    let err = server.handle(
+        old.client,
+        ClientMessage::Advert(old.clone()),
+        std::time::Instant::now(),
+    );
+    assert!(
+        matches!(
+            err,
+            Err(ServerError::BadAdvert {
+                source: KeyError::BadSignature(_),
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    // To a client, slipped in by the server in place of a fresh advert.
+    let victim = next
+        .participants
+        .iter()
+        .map(|p| p.id)
+        .find(|&id| id != old.client)
+        .unwrap();
+    let mut round = Round::new(next, ids, 2);
+    round.tamper_server = Some(Box::new(move |to, msg| {
+        if let (true, ServerMessage::Adverts(adverts)) = (to == victim, msg) {
+            if let Some(a) = adverts.iter_mut().find(|a| a.client == old.client) {
+                *a = old.clone();
+            }
+        }
+    }));
+    let _ = round.run();
+    assert!(matches!(
+        round.client_errors.get(&victim).map(|e| &e[0]),
+        Some(ClientError::Key(KeyError::BadSignature(_)))
+    ));
+}
+
+#[test]
+fn a_client_with_a_bad_chunk_is_excluded_and_the_round_is_exact_without_it() {
+    let (config, ids) = config(10, 32, 24);
+    let cheat = config.participants[2].id;
+    let mut round = Round::new(config, ids, 24);
+    round.tamper_client = Some(Box::new(move |from, msg| {
+        if let (true, ClientMessage::MaskedChunk(c)) = (from == cheat, msg) {
+            c.offset = 5;
+        }
+    }));
+    let out = round.run().unwrap();
+    assert!(!out.contributors.contains(&cheat));
+    assert_eq!(out.contributors.len(), 9);
+    assert!(out.sum == round.plain_sum(&out.contributors));
+    let e = &round.server_errors[0];
+    assert!(
+        matches!(e, ServerError::Invalid { phase: Phase::MaskedInput, from, .. } if *from == cheat),
+        "{e}"
+    );
+    assert!(e.to_string().contains("expected word 0"), "{e}");
+}
+
+#[test]
+fn wrong_phase_and_unknown_senders_are_refused_without_harm() {
+    let (config, ids) = config(6, 8, 25);
+    let liar = config.participants[0].id;
+    let mut round = Round::new(config, ids, 25);
+    let mut once = true;
+    round.tamper_client = Some(Box::new(move |from, msg| {
+        if from == liar && once {
+            once = false;
+            *msg = ClientMessage::Unmask(flock_protocol::wire::UnmaskResponse {
+                client: from,
+                self_mask_shares: vec![],
+                mask_key_shares: vec![],
+            });
+        }
+    }));
+    let out = round.run().unwrap();
+    assert!(matches!(
+        round.server_errors[0],
+        ServerError::UnexpectedMessage {
+            phase: Phase::AdvertiseKeys,
+            got: "unmask",
+            ..
+        }
+    ));
+    assert_eq!(out.contributors.len(), 5);
+    assert!(out.sum == round.plain_sum(&out.contributors));
+
+    let mut server = Server::new(round.server.config().clone(), std::time::Instant::now()).unwrap();
+    let stranger = ClientId(999_999);
+    let msg = ClientMessage::Unmask(flock_protocol::wire::UnmaskResponse {
+        client: stranger,
+        self_mask_shares: vec![],
+        mask_key_shares: vec![],
+    });
+    assert_eq!(
+        server.handle(stranger, msg, std::time::Instant::now()),
+        Err(ServerError::UnknownClient(stranger))
+    );
+    assert_eq!(server.phase(), Some(Phase::AdvertiseKeys));
+}
+
+#[test]
+fn unsafe_configurations_are_refused_by_the_client() {
+    let (mut config, ids) = config(20, 8, 26);
+    let identity = &ids[0];
+    let me = config.participants[0].id;
+    let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(1);
+    let now = std::time::Instant::now();
+
+    let mut low = config.clone();
+    low.threshold = low.degree / 2;
+    let err = flock_protocol::Client::new(low, me, identity, &mut rng, now)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            err,
+            ClientError::Config(ConfigError::Params(ParamError::ThresholdTooLow { .. }))
+        ),
+        "{err}"
+    );
+
+    let mut wide = config.clone();
+    wide.bits = 31;
+    let err = flock_protocol::Client::new(wide, me, identity, &mut rng, now)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("does not fit in 32 bits"), "{err}");
+
+    let mut sparse = config.clone();
+    sparse.degree = 2;
+    sparse.threshold = 2;
+    sparse.min_clients = 2;
+    let err = flock_protocol::Client::new(sparse, me, identity, &mut rng, now)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            err,
+            ClientError::Config(ConfigError::Params(ParamError::DegreeTooSmall { .. }))
+        ),
+        "{err}"
+    );
+
+    config.participants.swap(0, 1);
+    let err = flock_protocol::Client::new(config, me, identity, &mut rng, now)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, ClientError::Config(ConfigError::Participants(_))),
+        "{err}"
+    );
+}
