@@ -105,10 +105,10 @@ fn a_replayed_advert_is_rejected_by_server_and_clients() {
         .unwrap();
     let mut round = Round::new(next, ids, 2);
     round.tamper_server = Some(Box::new(move |to, msg| {
-        if let (true, ServerMessage::Adverts(adverts)) = (to == victim, msg) {
-            if let Some(a) = adverts.iter_mut().find(|a| a.client == old.client) {
-                *a = old.clone();
-            }
+        if let (true, ServerMessage::Adverts(adverts)) = (to == victim, msg)
+            && let Some(a) = adverts.iter_mut().find(|a| a.client == old.client)
+        {
+            *a = old.clone();
         }
     }));
     let _ = round.run();
