@@ -19,7 +19,8 @@ use sha2::Sha256;
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
-use crate::config::{ClientId, TaskId};
+use crate::config::{ClientId, RoundConfig, TaskId};
+use crate::wire::KeyAdvert;
 
 /// Stream id of every mask keystream: seeds are already unique per pair and round.
 pub(crate) const MASK_STREAM: u64 = 0;
@@ -109,6 +110,28 @@ impl AdvertContext<'_> {
         key.verify_strict(&self.message(), &Signature::from_bytes(signature))
             .map_err(|_| KeyError::BadSignature(self.client))
     }
+}
+
+/// Checks `advert`, claimed by the participant at graph index `index`, against that
+/// participant's identity key and this round's task and number.
+pub(crate) fn verify_advert(
+    config: &RoundConfig,
+    index: u32,
+    advert: &KeyAdvert,
+) -> Result<(), KeyError> {
+    let identity = config
+        .participants
+        .get(index as usize)
+        .map(|p| p.identity)
+        .ok_or(KeyError::BadIdentityKey(advert.client))?;
+    AdvertContext {
+        task: &config.task,
+        round: config.round,
+        client: advert.client,
+        enc_pk: &advert.enc_pk,
+        mask_pk: &advert.mask_pk,
+    }
+    .verify(&identity, &advert.signature)
 }
 
 /// The two X25519 key pairs of one client in one round.
@@ -247,10 +270,16 @@ mod tests {
 
     const TASK: TaskId = TaskId([3; 32]);
 
+    fn two_clients() -> (RoundKeys, RoundKeys) {
+        (
+            RoundKeys::from_secrets([1; 32], [2; 32]),
+            RoundKeys::from_secrets([3; 32], [4; 32]),
+        )
+    }
+
     #[test]
     fn both_sides_derive_the_same_pair_seed_and_it_is_bound_to_the_round() {
-        let a = RoundKeys::from_secrets([1; 32], [2; 32]);
-        let b = RoundKeys::from_secrets([3; 32], [4; 32]);
+        let (a, b) = two_clients();
         let r1 = Binding {
             task: &TASK,
             round: 1,
@@ -275,8 +304,7 @@ mod tests {
 
     #[test]
     fn sealed_shares_open_only_for_the_right_pair() {
-        let a = RoundKeys::from_secrets([1; 32], [2; 32]);
-        let b = RoundKeys::from_secrets([3; 32], [4; 32]);
+        let (a, b) = two_clients();
         let r = Binding {
             task: &TASK,
             round: 7,

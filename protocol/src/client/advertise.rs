@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::{Client, ClientError, PeerKeys, State};
-use crate::keys::AdvertContext;
+use crate::keys::verify_advert;
 use crate::phase::Phase;
 use crate::shamir;
 use crate::wire::{ClientMessage, KeyAdvert, SealedShare, ShareBundle, ShareUpload};
@@ -26,15 +26,7 @@ impl Client {
             if self.peers.contains_key(&peer) {
                 return Err(ClientError::Duplicate(peer));
             }
-            let identity = &self.config.participants[index as usize].identity;
-            AdvertContext {
-                task: &self.config.task,
-                round: self.config.round,
-                client: peer,
-                enc_pk: &advert.enc_pk,
-                mask_pk: &advert.mask_pk,
-            }
-            .verify(identity, &advert.signature)?;
+            verify_advert(&self.config, index, &advert)?;
             if !keys_seen.insert(advert.enc_pk) || !keys_seen.insert(advert.mask_pk) {
                 return Err(ClientError::DuplicateKey(peer));
             }

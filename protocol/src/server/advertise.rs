@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use super::{AbortError, Server, ServerError};
 use crate::config::ClientId;
-use crate::keys::AdvertContext;
+use crate::keys::verify_advert;
 use crate::phase::Phase;
 use crate::wire::{KeyAdvert, ServerMessage};
 
@@ -16,25 +16,9 @@ impl Server {
         advert: KeyAdvert,
     ) -> Result<(), ServerError> {
         let phase = Phase::AdvertiseKeys;
-        if advert.client != from {
-            return Err(ServerError::WrongSender {
-                claimed: advert.client,
-                actual: from,
-            });
-        }
-        if self.delivered.contains(&index) {
-            return Err(ServerError::Duplicate { from, phase });
-        }
-        let identity = &self.config.participants[index as usize].identity;
-        AdvertContext {
-            task: &self.config.task,
-            round: self.config.round,
-            client: from,
-            enc_pk: &advert.enc_pk,
-            mask_pk: &advert.mask_pk,
-        }
-        .verify(identity, &advert.signature)
-        .map_err(|source| ServerError::BadAdvert { from, source })?;
+        self.check_sender(index, from, advert.client, phase)?;
+        verify_advert(&self.config, index, &advert)
+            .map_err(|source| ServerError::BadAdvert { from, source })?;
         if advert.enc_pk == advert.mask_pk
             || self.advertised_keys.contains(&advert.enc_pk)
             || self.advertised_keys.contains(&advert.mask_pk)

@@ -18,15 +18,7 @@ impl Server {
         chunk: MaskedChunk,
     ) -> Result<(), ServerError> {
         let phase = Phase::MaskedInput;
-        if chunk.client != from {
-            return Err(ServerError::WrongSender {
-                claimed: chunk.client,
-                actual: from,
-            });
-        }
-        if self.delivered.contains(&index) {
-            return Err(ServerError::Duplicate { from, phase });
-        }
+        self.check_sender(index, from, chunk.client, phase)?;
         let total = self.config.vector_len as usize;
         if chunk.total as usize != total {
             return Err(Self::invalid(

@@ -302,6 +302,27 @@ impl Server {
         Ok(())
     }
 
+    /// The checks every phase makes first: the message names its real sender, who has not
+    /// answered this phase yet.
+    fn check_sender(
+        &self,
+        index: u32,
+        from: ClientId,
+        claimed: ClientId,
+        phase: Phase,
+    ) -> Result<(), ServerError> {
+        if claimed != from {
+            return Err(ServerError::WrongSender {
+                claimed,
+                actual: from,
+            });
+        }
+        if self.delivered.contains(&index) {
+            return Err(ServerError::Duplicate { from, phase });
+        }
+        Ok(())
+    }
+
     fn invalid(from: ClientId, phase: Phase, reason: impl Into<String>) -> ServerError {
         ServerError::Invalid {
             from,

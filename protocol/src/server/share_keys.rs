@@ -20,15 +20,7 @@ impl Server {
         upload: ShareUpload,
     ) -> Result<(), ServerError> {
         let phase = Phase::ShareKeys;
-        if upload.client != from {
-            return Err(ServerError::WrongSender {
-                claimed: upload.client,
-                actual: from,
-            });
-        }
-        if self.delivered.contains(&index) {
-            return Err(ServerError::Duplicate { from, phase });
-        }
+        self.check_sender(index, from, upload.client, phase)?;
         let expected: BTreeSet<ClientId> = self
             .neighbours_in(index, &self.active)
             .map(|v| self.id(v))

@@ -24,15 +24,7 @@ impl Server {
         response: UnmaskResponse,
     ) -> Result<(), ServerError> {
         let phase = Phase::Unmask;
-        if response.client != from {
-            return Err(ServerError::WrongSender {
-                claimed: response.client,
-                actual: from,
-            });
-        }
-        if self.delivered.contains(&index) {
-            return Err(ServerError::Duplicate { from, phase });
-        }
+        self.check_sender(index, from, response.client, phase)?;
         let Some(request) = self.requests.get(&index) else {
             return Err(ServerError::UnexpectedMessage {
                 from,
