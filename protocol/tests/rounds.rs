@@ -34,7 +34,7 @@ fn expected_contributors(round: &Round) -> Vec<ClientId> {
 
 #[test]
 fn a_full_round_without_dropouts_is_exact() {
-    for n in [5, 6, 10, 40] {
+    for n in [2, 3, 4, 5, 6, 10, 40] {
         let (config, ids) = config(n, 1000, n as u8);
         let mut round = Round::new(config, ids, n as u64);
         let out = round.run().unwrap();
@@ -165,7 +165,7 @@ proptest! {
 
     #[test]
     fn random_rounds_within_the_threshold_are_exact(
-        n in 5usize..=200,
+        n in 2usize..=200,
         d in 1u32..48,
         seed in any::<u8>(),
         drop_seed in any::<u64>(),
@@ -191,7 +191,7 @@ proptest! {
 
     #[test]
     fn random_rounds_beyond_the_threshold_end_exact_or_abort_cleanly(
-        n in 5usize..=60,
+        n in 2usize..=60,
         d in 1u32..16,
         seed in any::<u8>(),
         drops in proptest::collection::vec((any::<prop::sample::Index>(), 0usize..4), 1..40),

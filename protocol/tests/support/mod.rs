@@ -96,13 +96,23 @@ pub fn identities(n: usize, seed: u8) -> Vec<Identity> {
         .collect()
 }
 
+/// A round of `n` clients with parameters derived for the default threat model (10 %
+/// dropout); two or three clients cannot survive a dropout, so they get a model without one.
 pub fn config(n: usize, d: u32, seed: u8) -> (RoundConfig, Vec<Identity>) {
     let ids = identities(n, seed);
+    let threat = if n >= 4 {
+        ThreatModel::default()
+    } else {
+        ThreatModel {
+            dropout_ppm: 0,
+            ..ThreatModel::default()
+        }
+    };
     let config = RoundConfig::derive(
         TaskId([seed; 32]),
         u64::from(seed),
         participants(&ids),
-        ThreatModel::default(),
+        threat,
         [seed ^ 0x55; 32],
         d,
         1.0,
