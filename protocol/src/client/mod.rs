@@ -7,8 +7,8 @@
 //! masks it elsewhere, say on a GPU, with the masks of [`Client::input_masks`] and hands over
 //! the result ([`Client::submit_masked_input`]).
 //!
-//! One file per phase: [`advertise`] (keys in, shares out), [`share_keys`] (shares in),
-//! [`masked_input`] (input out), [`unmask`] (request in, shares out).
+//! One file per phase: `advertise.rs` (keys in, shares out), `share_keys.rs` (shares in),
+//! `masked_input.rs` (input out), `unmask.rs` (request in, shares out).
 
 mod advertise;
 mod error;

@@ -1,5 +1,5 @@
 //! The server side of a round as a sans-IO state machine, one file per phase:
-//! [`advertise`], [`share_keys`], [`masked_input`], [`unmask`].
+//! `advertise.rs`, `share_keys.rs`, `masked_input.rs`, `unmask.rs`.
 //!
 //! Feed it each client's messages with [`Server::handle`], lost connections with
 //! [`Server::client_lost`] and time with [`Server::handle_timeout`]; send what
