@@ -223,3 +223,23 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_silent_server_times_the_client_out() {
+    let (config, ids) = config(5, 8, 14);
+    let now = std::time::Instant::now();
+    let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(3);
+    let me = config.participants[0].id;
+    let mut client =
+        flock_protocol::Client::new(config.clone(), me, &ids[0], &mut rng, now).unwrap();
+    let deadline = client.poll_timeout().unwrap();
+    assert_eq!(deadline, now + config.phase_timeout());
+    client.handle_timeout(deadline - std::time::Duration::from_millis(1));
+    assert!(client.outcome().is_none(), "timed out early");
+    client.handle_timeout(deadline);
+    assert_eq!(
+        client.outcome(),
+        Some(Err(&ClientError::Timeout(Phase::AdvertiseKeys)))
+    );
+    assert_eq!(client.poll_timeout(), None);
+}
