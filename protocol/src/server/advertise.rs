@@ -1,7 +1,5 @@
 //! Server, phase 1: collect signed key adverts; then send each client its neighbours'.
 
-use std::collections::BTreeSet;
-
 use super::{AbortError, Server, ServerError};
 use crate::config::ClientId;
 use crate::keys::verify_advert;
@@ -34,9 +32,7 @@ impl Server {
 
     pub(super) fn end_advertise(&mut self) -> Result<Option<Phase>, AbortError> {
         let phase = Phase::AdvertiseKeys;
-        let mut u1: BTreeSet<u32> = self.delivered.difference(&self.excluded).copied().collect();
-        self.prune(&mut u1, phase);
-        self.require_count(&u1, phase)?;
+        let u1 = self.prune(self.answered(), phase)?;
         for &u in &u1 {
             let adverts: Vec<KeyAdvert> = self
                 .neighbours_in(u, &u1)

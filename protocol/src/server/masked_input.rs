@@ -3,8 +3,6 @@
 //! stops half-way contributes nothing (its partial vector is dropped with it), so the sum only
 //! ever holds whole inputs.
 
-use std::collections::BTreeSet;
-
 use super::{AbortError, Server, ServerError, Upload};
 use crate::config::ClientId;
 use crate::phase::Phase;
@@ -66,7 +64,7 @@ impl Server {
     pub(super) fn end_masked_input(&mut self) -> Result<Option<Phase>, AbortError> {
         let phase = Phase::MaskedInput;
         self.partial.clear();
-        let u3: BTreeSet<u32> = self.delivered.difference(&self.excluded).copied().collect();
+        let u3 = self.answered();
         self.require_count(&u3, phase)?;
         let t = self.config.threshold as usize;
         // Every survivor's self-mask seed and every dropped client's key must be rebuildable

@@ -267,19 +267,24 @@ impl Server {
             .filter(move |v| set.contains(v))
     }
 
-    /// Removes, until none is left, every client with fewer than `t` neighbours in the set:
-    /// its secrets could not be rebuilt. Removed clients are told the round goes on without
-    /// them.
-    fn prune(&mut self, set: &mut BTreeSet<u32>, phase: Phase) {
+    /// The clients that answered this phase and were not excluded.
+    fn answered(&self) -> BTreeSet<u32> {
+        self.delivered.difference(&self.excluded).copied().collect()
+    }
+
+    /// Removes from `set`, until none is left, every client with fewer than `t` neighbours in
+    /// it: its secrets could not be rebuilt. Removed clients are told the round goes on without
+    /// them. Fails if fewer than `min_clients` remain.
+    fn prune(&mut self, mut set: BTreeSet<u32>, phase: Phase) -> Result<BTreeSet<u32>, AbortError> {
         let t = self.config.threshold as usize;
         loop {
             let weak: Vec<u32> = set
                 .iter()
                 .copied()
-                .filter(|&u| self.neighbours_in(u, set).count() < t)
+                .filter(|&u| self.neighbours_in(u, &set).count() < t)
                 .collect();
             if weak.is_empty() {
-                return;
+                break;
             }
             for u in weak {
                 set.remove(&u);
@@ -288,6 +293,8 @@ impl Server {
                     .push_back((self.id(u), ServerMessage::Aborted(note)));
             }
         }
+        self.require_count(&set, phase)?;
+        Ok(set)
     }
 
     fn require_count(&self, set: &BTreeSet<u32>, phase: Phase) -> Result<(), AbortError> {

@@ -59,9 +59,7 @@ impl Server {
 
     pub(super) fn end_share_keys(&mut self) -> Result<Option<Phase>, AbortError> {
         let phase = Phase::ShareKeys;
-        let mut u2: BTreeSet<u32> = self.delivered.difference(&self.excluded).copied().collect();
-        self.prune(&mut u2, phase);
-        self.require_count(&u2, phase)?;
+        let u2 = self.prune(self.answered(), phase)?;
         for &v in &u2 {
             let v_id = self.id(v);
             let delivery: Vec<SealedShare> = self
