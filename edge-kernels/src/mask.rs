@@ -1,13 +1,11 @@
 //! Mask expansion fused with modular add or subtract: the CPU reference.
 //!
-//! A mask is a ChaCha20 keystream (see [`crate::keystream_rng`]) added to or subtracted from a
+//! A mask is a ChaCha20 keystream (word for word [`crate::keystream_rng`]'s) added to or subtracted from a
 //! vector word by word, modulo 2^32. The keystream is produced 1 KiB at a time into a buffer on
 //! the stack and folded into the output at once, so masking a vector of `d` words allocates
 //! nothing of size `d` and reads and writes the output exactly once per batch.
 
-use crate::keystream::keystream_rng;
-use rand_chacha::ChaCha20Rng;
-use rand_core::Rng;
+use crate::keystream::Keystream;
 
 /// Words produced per keystream refill: 1 KiB, small enough to stay in L1.
 const CHUNK_WORDS: usize = 256;
@@ -93,15 +91,15 @@ pub fn apply_masks_parallel(out: &mut [u32], masks: &[Mask]) {
 }
 
 fn apply_masks_at(out: &mut [u32], masks: &[Mask], word_pos: u64) {
-    let mut streams: Vec<(ChaCha20Rng, Sign)> = masks
+    let mut streams: Vec<(Keystream, Sign)> = masks
         .iter()
-        .map(|m| (keystream_rng(m.seed, m.stream, word_pos), m.sign))
+        .map(|m| (Keystream::new(&m.seed, m.stream, word_pos), m.sign))
         .collect();
     let mut buf = [0u8; CHUNK_WORDS * 4];
     for slice in out.chunks_mut(CHUNK_WORDS) {
         let bytes = &mut buf[..slice.len() * 4];
         for (rng, sign) in &mut streams {
-            rng.fill_bytes(bytes);
+            rng.fill(bytes);
             fold(slice, bytes, *sign);
         }
     }

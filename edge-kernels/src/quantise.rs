@@ -17,8 +17,7 @@
 //! do not.
 
 use crate::KernelError;
-use crate::keystream::keystream_rng;
-use rand_core::Rng;
+use crate::keystream::Keystream;
 
 /// Elements processed per keystream refill.
 const CHUNK: usize = 256;
@@ -138,11 +137,11 @@ pub fn quantise(
             value: input[index],
         });
     }
-    let mut rng = keystream_rng(rounding.seed, rounding.stream, 0);
+    let mut rng = Keystream::new(&rounding.seed, rounding.stream, 0);
     let mut buf = [0u8; CHUNK * 4];
     for (xs, qs) in input.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
         let bytes = &mut buf[..xs.len() * 4];
-        rng.fill_bytes(bytes);
+        rng.fill(bytes);
         let (words, _) = bytes.as_chunks::<4>();
         for ((x, q), w) in xs.iter().zip(qs.iter_mut()).zip(words) {
             *q = quantise_one(*x, u32::from_le_bytes(*w), params);
