@@ -3,7 +3,7 @@
 //! stops half-way contributes nothing (its partial vector is dropped with it), so the sum only
 //! ever holds whole inputs.
 
-use super::{AbortError, Server, ServerError, Upload};
+use super::{AbortError, Server, ServerError};
 use crate::config::ClientId;
 use crate::phase::Phase;
 use crate::wire::{MaskedChunk, ServerMessage, UnmaskRequest};
@@ -32,10 +32,11 @@ impl Server {
                 format!("chunk of {} bytes is not whole words", chunk.words.len()),
             ));
         }
-        let upload = self.partial.entry(index).or_insert_with(|| Upload {
-            words: Vec::with_capacity(total),
-        });
-        let received = upload.words.len();
+        let upload = self
+            .partial
+            .entry(index)
+            .or_insert_with(|| Vec::with_capacity(total));
+        let received = upload.len();
         let count = chunk.words.len() / 4;
         if chunk.offset as usize != received || received + count > total {
             return Err(Self::invalid(
@@ -48,12 +49,10 @@ impl Server {
             ));
         }
         let (words, _) = chunk.words.as_chunks::<4>();
-        upload
-            .words
-            .extend(words.iter().map(|w| u32::from_le_bytes(*w)));
-        if upload.words.len() == total {
+        upload.extend(words.iter().map(|w| u32::from_le_bytes(*w)));
+        if upload.len() == total {
             if let Some(done) = self.partial.remove(&index) {
-                edge_kernels::add_assign_mod(&mut self.acc, &done.words)
+                edge_kernels::add_assign_mod(&mut self.acc, &done)
                     .map_err(|e| Self::invalid(from, phase, e.to_string()))?;
             }
             self.delivered.insert(index);

@@ -35,11 +35,6 @@ pub struct RoundOutput {
     pub contributors: Vec<ClientId>,
 }
 
-/// A client's partly received masked input.
-struct Upload {
-    words: Vec<u32>,
-}
-
 /// The server's part in one round.
 pub struct Server {
     config: RoundConfig,
@@ -61,7 +56,8 @@ pub struct Server {
     /// Clients whose shares went out: `U2`.
     sharers: BTreeSet<u32>,
     acc: Vec<u32>,
-    partial: HashMap<u32, Upload>,
+    /// Masked inputs still arriving, by client: the words received so far.
+    partial: HashMap<u32, Vec<u32>>,
     requests: BTreeMap<u32, UnmaskRequest>,
     self_mask_shares: BTreeMap<u32, Vec<Share>>,
     mask_key_shares: BTreeMap<u32, Vec<Share>>,
