@@ -1,7 +1,13 @@
 //! flock-agent: the part of flock-edge that runs next to a device's data.
 //!
-//! Today the library holds the kernel self-check ([`kernel_check`]) that tells an operator
-//! whether this machine masks updates correctly on its CPU and, when one is present, its GPU.
-//! Training, the protocol client and the transport build on it.
+//! - [`data`]: data sources (CSV, or the embedder's own), splits, standardisation, the non-IID
+//!   partitioner for simulations.
+//! - [`train`] (feature `train`): the burn trainer, on wgpu when an adapter exists and on the
+//!   CPU otherwise; local training, evaluation and in-process FedAvg.
+//! - [`kernel_check`]: the self-check that tells an operator whether this machine masks updates
+//!   correctly on its CPU and, when one is present, its GPU.
 
+pub mod data;
 pub mod kernel_check;
+#[cfg(feature = "train")]
+pub mod train;

@@ -69,3 +69,33 @@ impl Evaluation {
         }
     }
 }
+
+/// Pools evaluations of one model on several sets (each voter's, each client's): confusion
+/// matrices and loss sums add up, the rates are recomputed. `None` for no evaluation or for
+/// evaluations over different class counts.
+pub fn pool(evaluations: &[Evaluation]) -> Option<Evaluation> {
+    let classes = evaluations.first()?.confusion.len();
+    if evaluations.iter().any(|e| e.confusion.len() != classes) {
+        return None;
+    }
+    let mut labels = Vec::new();
+    let mut predictions = Vec::new();
+    let mut loss_sum = 0.0;
+    for e in evaluations {
+        loss_sum += e.loss * e.samples as f64;
+        for (l, row) in e.confusion.iter().enumerate() {
+            for (p, &count) in row.iter().enumerate() {
+                for _ in 0..count {
+                    labels.push(l as u32);
+                    predictions.push(p as u32);
+                }
+            }
+        }
+    }
+    Some(Evaluation::from_predictions(
+        classes,
+        &labels,
+        &predictions,
+        loss_sum,
+    ))
+}

@@ -12,6 +12,8 @@ mod pipelines;
 mod run;
 
 pub use error::GpuError;
+/// The wgpu this crate is built on, for callers that share a device with it.
+pub use wgpu;
 
 use crate::{KernelError, Mask, QuantParams, RoundingStream};
 use pipelines::Pipelines;
@@ -42,6 +44,23 @@ impl std::fmt::Debug for GpuKernels {
     }
 }
 
+/// Finds the adapter [`GpuKernels::new`] would open, without opening a device: the cheap way to
+/// ask whether this machine has a GPU (a CPU implementation such as lavapipe counts).
+/// `WGPU_BACKEND` and `WGPU_ADAPTER_NAME` narrow the choice.
+///
+/// # Errors
+/// [`GpuError::NoAdapter`] when there is none.
+pub fn find_adapter() -> Result<wgpu::Adapter, GpuError> {
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+        power_preference: wgpu::PowerPreference::HighPerformance,
+        force_fallback_adapter: false,
+        ..Default::default()
+    }))
+    .map_err(|e| GpuError::NoAdapter(e.to_string()))
+}
+
 impl GpuKernels {
     /// Opens the highest-performance adapter wgpu finds (Vulkan, Metal or DX12; a CPU
     /// implementation such as Mesa's lavapipe counts). `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`
@@ -50,14 +69,7 @@ impl GpuKernels {
     /// # Errors
     /// [`GpuError::NoAdapter`] when there is none: callers then use the CPU kernels.
     pub fn new() -> Result<Self, GpuError> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-            power_preference: wgpu::PowerPreference::HighPerformance,
-            force_fallback_adapter: false,
-            ..Default::default()
-        }))
-        .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
+        let adapter = find_adapter()?;
         let info = adapter.get_info();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("edge-kernels"),
