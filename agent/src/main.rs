@@ -1,5 +1,7 @@
 //! `flock-agent`: command-line entry point. Parses arguments and calls the library.
 
+mod cli;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use flock_agent::kernel_check::{self, GpuOutcome};
@@ -23,10 +25,30 @@ enum Command {
         #[arg(long)]
         cpu_only: bool,
     },
+    /// Split a CSV into non-IID per-client CSVs (Dirichlet over labels) for a simulation.
+    Partition(cli::partition::PartitionArgs),
+    /// Train on one CSV without a federation; writes the model and a run card.
+    #[cfg(feature = "train")]
+    TrainLocal(Box<cli::train::TrainLocalArgs>),
+    /// Evaluate a model file on a CSV: loss, accuracy, per-class F1.
+    #[cfg(feature = "train")]
+    Evaluate(cli::train::EvaluateArgs),
 }
 
 fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     match Cli::parse().command {
+        Command::Partition(args) => cli::partition::run(&args)?,
+        #[cfg(feature = "train")]
+        Command::TrainLocal(args) => cli::train::train(&args)?,
+        #[cfg(feature = "train")]
+        Command::Evaluate(args) => cli::train::evaluate_cmd(&args)?,
         Command::Doctor { words, cpu_only } => {
             let report = kernel_check::run(words, !cpu_only).context("kernel self-check failed")?;
             println!(

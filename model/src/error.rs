@@ -17,15 +17,15 @@ pub enum ModelError {
         got: usize,
     },
     /// Reading or writing a model file failed.
-    #[error("model file {path}: {source}")]
+    #[error("model file {}: {cause}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message, not repeated as a source).
+        cause: std::io::Error,
     },
     /// A model file that is not a valid flock model.
-    #[error("model file {path}: {reason}")]
+    #[error("model file {}: {reason}", path.display())]
     BadFile {
         /// The file (or `<memory>`).
         path: PathBuf,
@@ -33,7 +33,7 @@ pub enum ModelError {
         reason: String,
     },
     /// A model file whose content does not hash to the expected id.
-    #[error("model file {path}: content hash is {actual}, expected {expected}")]
+    #[error("model file {}: content hash is {actual}, expected {expected}", path.display())]
     HashMismatch {
         /// The file.
         path: PathBuf,

@@ -159,9 +159,9 @@ pub fn decode(bytes: &[u8], origin: &Path) -> Result<Params, ModelError> {
 /// and returns the model's id.
 pub fn save(path: &Path, params: &Params) -> Result<ModelId, ModelError> {
     let (bytes, id) = encode(params)?;
-    let io = |source| ModelError::Io {
+    let io = |cause| ModelError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -189,9 +189,9 @@ pub fn save(path: &Path, params: &Params) -> Result<ModelId, ModelError> {
 
 /// Reads a model file, returning its parameters and id.
 pub fn load(path: &Path) -> Result<(Params, ModelId), ModelError> {
-    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+    let bytes = std::fs::read(path).map_err(|cause| ModelError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     let id = ModelId::of(&bytes);
     Ok((decode(&bytes, path)?, id))
@@ -199,9 +199,9 @@ pub fn load(path: &Path) -> Result<(Params, ModelId), ModelError> {
 
 /// Reads a model file and refuses it unless its bytes hash to `expected`.
 pub fn load_verified(path: &Path, expected: &ModelId) -> Result<Params, ModelError> {
-    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+    let bytes = std::fs::read(path).map_err(|cause| ModelError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     let actual = ModelId::of(&bytes);
     if actual != *expected {

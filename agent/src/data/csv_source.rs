@@ -41,7 +41,7 @@ impl CsvSource {
         let path = &self.path;
         let file = std::fs::File::open(path).map_err(|source| DataError::Io {
             path: path.clone(),
-            source,
+            cause: source,
         })?;
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)

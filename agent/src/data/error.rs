@@ -7,12 +7,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// The file could not be read.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message, not repeated as a source).
+        cause: std::io::Error,
     },
     /// The file has no header row.
     #[error("{}: the file is empty (a header row is needed)", path.display())]
@@ -99,11 +99,11 @@ pub enum DataError {
         reason: String,
     },
     /// Samples with another number of features than the model takes.
-    #[error("{origin}: {got} features per sample, the model takes {expected}")]
+    #[error("{origin}: samples have {got} features, {expected} expected")]
     FeatureCount {
         /// The source name.
         origin: String,
-        /// What the model takes.
+        /// What is expected (by the model, the standardisation).
         expected: usize,
         /// What the data has.
         got: usize,

@@ -127,7 +127,7 @@ pub fn write_partitions(
     let parts = dirichlet(&labels, classes, clients, alpha, min_samples, seed)?;
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |source: std::io::Error| DataError::Io { path, source }
+        move |cause: std::io::Error| DataError::Io { path, cause }
     };
     std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
     let mut files = Vec::with_capacity(clients);
@@ -135,12 +135,12 @@ pub fn write_partitions(
         let file_path = out_dir.join(format!("client-{i}.csv"));
         let mut writer = csv::Writer::from_path(&file_path).map_err(|e| DataError::Io {
             path: file_path.clone(),
-            source: e.into(),
+            cause: e.into(),
         })?;
         let mut per_class = vec![0; classes];
         let write_error = |e: csv::Error| DataError::Io {
             path: file_path.clone(),
-            source: e.into(),
+            cause: e.into(),
         };
         writer.write_record(&table.headers).map_err(write_error)?;
         for &s in part {
