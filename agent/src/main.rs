@@ -39,7 +39,9 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // wgpu's GL backend reports a missing EGL driver as an error while the adapter
+                // search goes on to Vulkan; that is noise to a user.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,wgpu_hal::gles=off")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -204,7 +204,15 @@ pub(crate) fn train(args: &TrainLocalArgs) -> anyhow::Result<()> {
         bar.set_message(format!("loss {:.4}", r.loss));
         bar.inc(1);
     })?;
-    bar.finish();
+    bar.finish_and_clear();
+    if let Some(last) = update.epochs.last() {
+        let secs: f64 = update.epochs.iter().map(|e| e.elapsed.as_secs_f64()).sum();
+        println!(
+            "trained {} epochs in {secs:.1} s, final training loss {:.4}",
+            update.epochs.len(),
+            last.loss
+        );
+    }
     let validation = if val.is_empty() {
         None
     } else {
