@@ -1,5 +1,7 @@
 //! `flock-aggregator`: command-line entry point. Parses arguments and calls the libraries.
 
+mod cli;
+
 use clap::{Parser, Subcommand};
 
 /// flock-edge aggregator: sums masked updates, removes the masks, builds the next model.
@@ -22,10 +24,14 @@ enum Command {
         #[arg(long)]
         clients: Option<u64>,
     },
+    /// The federation's certificate authority: init, issue, revoke, list.
+    #[command(subcommand)]
+    Ca(cli::ca::CaCommand),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Ca(command) => cli::ca::run(&command)?,
         Command::Capacity { bits, clients } => {
             // A cohort of one always fits at a valid width, so this also validates `bits`.
             edge_kernels::check_sum_capacity(1, bits)?;

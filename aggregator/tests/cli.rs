@@ -39,3 +39,111 @@ fn an_overflowing_cohort_is_refused_with_the_limit() {
     assert!(!ok);
     assert!(err.contains("bits must be in 1..=32"), "{err}");
 }
+
+#[test]
+fn ca_init_issue_revoke_list() {
+    let dir = std::env::temp_dir().join(format!("flock-agg-ca-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ca = dir.join("ca");
+    let ca = ca.to_str().unwrap();
+    let out = dir.join("certs");
+    let out = out.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_flock-aggregator"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (ok, stdout, stderr) = run(&["ca", "init", "--dir", ca]);
+    assert!(ok && stdout.contains("created"), "{stdout}{stderr}");
+    let (ok, _, stderr) = run(&["ca", "init", "--dir", ca]);
+    assert!(
+        !ok && stderr.contains("refusing to replace a CA"),
+        "{stderr}"
+    );
+
+    let (ok, stdout, stderr) = run(&[
+        "ca",
+        "issue",
+        "--dir",
+        ca,
+        "--name",
+        "hospital-1",
+        "--out",
+        out,
+    ]);
+    assert!(
+        ok && stdout.contains("issued hospital-1"),
+        "{stdout}{stderr}"
+    );
+    let (ok, _, stderr) = run(&[
+        "ca",
+        "issue",
+        "--dir",
+        ca,
+        "--name",
+        "agg",
+        "--server-name",
+        "localhost,127.0.0.1",
+        "--out",
+        out,
+    ]);
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = run(&[
+        "ca",
+        "issue",
+        "--dir",
+        ca,
+        "--name",
+        "hospital-1",
+        "--out",
+        out,
+    ]);
+    assert!(!ok && stderr.contains("already issued"), "{stderr}");
+    let (ok, _, stderr) = run(&[
+        "ca", "issue", "--dir", ca, "--name", "../evil", "--out", out,
+    ]);
+    assert!(!ok && stderr.contains("use letters"), "{stderr}");
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("certs/hospital-1.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "device keys are private");
+        let mode = std::fs::metadata(dir.join("ca/ca.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the CA key is private");
+    }
+
+    let (ok, stdout, _) = run(&["ca", "revoke", "--dir", ca, "--name", "hospital-1"]);
+    assert!(ok && stdout.contains("revoked hospital-1"), "{stdout}");
+    let (ok, _, stderr) = run(&["ca", "revoke", "--dir", ca, "--name", "nobody"]);
+    assert!(
+        !ok && stderr.contains("no certificate named \"nobody\""),
+        "{stderr}"
+    );
+    let (ok, stdout, _) = run(&["ca", "list", "--dir", ca]);
+    assert!(ok, "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("revoked") && l.ends_with("hospital-1")),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("server") && l.contains("valid") && l.ends_with("agg")),
+        "{stdout}"
+    );
+}

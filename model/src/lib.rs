@@ -6,7 +6,7 @@
 //! - [`Params`]: all parameters as one flat `Vec<f32>` in that order, the form that is trained
 //!   from, clipped, quantised, masked, summed and averaged. [`Params::init`] makes the initial
 //!   model from a seed, the same on every machine.
-//! - [`file`]: safetensors on disk; the SHA-256 of the file's bytes is the model's
+//! - [`mod@file`]: safetensors on disk; the SHA-256 of the file's bytes is the model's
 //!   [`ModelId`], which the chain anchors and agents check.
 //! - [`fedavg`]: the sample-weighted mean of updates and its application to the global model.
 //! - [`metrics`]: loss, accuracy, per-class F1 from predictions.

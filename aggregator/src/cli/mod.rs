@@ -1,0 +1,4 @@
+//! Subcommands of the `flock-aggregator` binary, one file each: they parse arguments, call the
+//! libraries and print.
+
+pub(crate) mod ca;
