@@ -30,6 +30,20 @@ enum Command {
     /// Train on one CSV without a federation; writes the model and a run card.
     #[cfg(feature = "train")]
     TrainLocal(Box<cli::train::TrainLocalArgs>),
+    /// Join a task and work its rounds until it completes (SIGTERM leaves cleanly).
+    #[cfg(feature = "train")]
+    Run {
+        /// The agent's config (TOML).
+        #[arg(long, default_value = "agent.toml")]
+        config: std::path::PathBuf,
+    },
+    /// Print what the agent has done (from its state directory).
+    #[cfg(feature = "train")]
+    Status {
+        /// The agent's config (TOML).
+        #[arg(long, default_value = "agent.toml")]
+        config: std::path::PathBuf,
+    },
     /// Evaluate a model file on a CSV: loss, accuracy, per-class F1.
     #[cfg(feature = "train")]
     Evaluate(cli::train::EvaluateArgs),
@@ -51,6 +65,10 @@ fn main() -> anyhow::Result<()> {
         Command::TrainLocal(args) => cli::train::train(&args)?,
         #[cfg(feature = "train")]
         Command::Evaluate(args) => cli::train::evaluate_cmd(&args)?,
+        #[cfg(feature = "train")]
+        Command::Run { config } => cli::service::run(&config)?,
+        #[cfg(feature = "train")]
+        Command::Status { config } => cli::service::status(&config)?,
         Command::Doctor { words, cpu_only } => {
             let report = kernel_check::run(words, !cpu_only).context("kernel self-check failed")?;
             println!(

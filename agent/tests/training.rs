@@ -208,7 +208,7 @@ fn bad_training_settings_are_refused_by_name() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("64 features per sample, the model takes 30"),
+        err.contains("samples have 64 features, 30 expected"),
         "{err}"
     );
 }

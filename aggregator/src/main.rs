@@ -24,6 +24,15 @@ enum Command {
         #[arg(long)]
         clients: Option<u64>,
     },
+    /// Run a task: accept agents over QUIC with mutual TLS and run its rounds.
+    Serve {
+        /// The task and server config (TOML).
+        #[arg(long, default_value = "aggregator.toml")]
+        config: std::path::PathBuf,
+        /// Log as JSON lines instead of text.
+        #[arg(long)]
+        json_logs: bool,
+    },
     /// The federation's certificate authority: init, issue, revoke, list.
     #[command(subcommand)]
     Ca(cli::ca::CaCommand),
@@ -32,6 +41,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Ca(command) => cli::ca::run(&command)?,
+        Command::Serve { config, json_logs } => cli::serve::run(&config, json_logs)?,
         Command::Capacity { bits, clients } => {
             // A cohort of one always fits at a valid width, so this also validates `bits`.
             edge_kernels::check_sum_capacity(1, bits)?;

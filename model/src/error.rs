@@ -42,6 +42,9 @@ pub enum ModelError {
         /// The SHA-256 of what was read.
         actual: String,
     },
+    /// Training settings that cannot work.
+    #[error("invalid training config: {0}")]
+    Training(String),
     /// Updates that cannot be averaged (none, lengths differ, zero weight).
     #[error("cannot aggregate: {0}")]
     Aggregate(String),

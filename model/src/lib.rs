@@ -10,6 +10,7 @@
 //!   [`ModelId`], which the chain anchors and agents check.
 //! - [`fedavg`]: the sample-weighted mean of updates and its application to the global model.
 //! - [`metrics`]: loss, accuracy, per-class F1 from predictions.
+//! - [`task`]: what a task tells its agents: local training settings, feature scaling.
 //!
 //! The trainer that turns a [`Params`] into a burn module lives in the agent; this crate is what
 //! the aggregator needs as well, so it stays free of burn.
@@ -21,6 +22,7 @@ mod init;
 pub mod metrics;
 mod params;
 mod spec;
+pub mod task;
 
 pub use error::ModelError;
 pub use file::ModelId;

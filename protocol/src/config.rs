@@ -29,6 +29,26 @@ impl std::fmt::Display for ClientId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TaskId(pub [u8; 32]);
 
+impl ClientId {
+    /// A device's id: the first 8 bytes (big-endian) of the SHA-256 of its ed25519 identity
+    /// key, so that agent and aggregator derive it alike from the certificate.
+    pub fn from_identity(identity: &[u8; 32]) -> Self {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(identity);
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&digest[..8]);
+        ClientId(u64::from_be_bytes(b))
+    }
+}
+
+impl TaskId {
+    /// A task's id: the SHA-256 of its name.
+    pub fn from_name(name: &str) -> Self {
+        use sha2::Digest;
+        TaskId(sha2::Sha256::digest(name.as_bytes()).into())
+    }
+}
+
 /// A client taking part in a round and the ed25519 key its adverts are signed with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Participant {

@@ -62,6 +62,7 @@ pub mod keys;
 pub mod params;
 pub mod phase;
 pub mod server;
+pub mod session;
 pub mod shamir;
 pub mod wire;
 

@@ -110,3 +110,25 @@ pub async fn connect(
         })?;
     connecting.await.map_err(|e| from_connection_error(&e))
 }
+
+/// The ed25519 public key of the certificate the peer authenticated with: a device's
+/// long-term identity (see [`crate::pki`]).
+pub fn peer_ed25519(conn: &Connection) -> Result<[u8; 32], TransportError> {
+    let bad = |reason: &str| TransportError::Connection(format!("peer certificate: {reason}"));
+    let identity = conn.peer_identity().ok_or_else(|| bad("none presented"))?;
+    let certs = identity
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .map_err(|_| bad("not an X.509 chain"))?;
+    let leaf = certs.first().ok_or_else(|| bad("empty chain"))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref())
+        .map_err(|e| bad(&format!("unparsable: {e}")))?;
+    let spki = cert.public_key();
+    if spki.algorithm.algorithm != x509_parser::oid_registry::OID_SIG_ED25519 {
+        return Err(bad("its key is not ed25519"));
+    }
+    spki.subject_public_key
+        .data
+        .as_ref()
+        .try_into()
+        .map_err(|_| bad("ed25519 key is not 32 bytes"))
+}

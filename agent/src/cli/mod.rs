@@ -3,4 +3,6 @@
 
 pub(crate) mod partition;
 #[cfg(feature = "train")]
+pub(crate) mod service;
+#[cfg(feature = "train")]
 pub(crate) mod train;

@@ -22,7 +22,8 @@ use flock_model::ModelError;
 
 pub use device::{Backend, BackendChoice, TrainDevice};
 pub use eval::evaluate;
-pub use local::{EpochReport, LocalUpdate, OptimizerKind, TrainConfig, train_local};
+pub use flock_model::task::{OptimizerKind, TrainConfig};
+pub use local::{EpochReport, LocalUpdate, train_local};
 
 /// Why training or evaluation failed.
 #[derive(Debug, thiserror::Error)]

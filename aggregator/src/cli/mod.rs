@@ -2,3 +2,4 @@
 //! libraries and print.
 
 pub(crate) mod ca;
+pub(crate) mod serve;

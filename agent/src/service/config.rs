@@ -1,0 +1,200 @@
+//! `agent.toml`. Unknown keys are refused; errors name the key.
+//!
+//! ```toml
+//! task = "breast-cancer"
+//!
+//! [aggregator]
+//! address = "127.0.0.1:7443"
+//! server_name = "localhost"
+//!
+//! [identity]
+//! ca = "ca.pem"
+//! cert = "hospital-1.pem"
+//! key = "hospital-1.key"
+//!
+//! [data]
+//! path = "hospital-1.csv"
+//! label = "label"
+//!
+//! [agent]
+//! state_dir = "state"
+//! backend = "auto"      # auto | cpu | gpu
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::train::BackendChoice;
+
+/// The whole file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The task's name (its SHA-256 is the task id).
+    pub task: String,
+    /// `[aggregator]`.
+    pub aggregator: AggregatorSection,
+    /// `[identity]`.
+    pub identity: IdentitySection,
+    /// `[data]` (absent when the embedder brings its own data source).
+    pub data: Option<DataSection>,
+    /// `[agent]`.
+    #[serde(default)]
+    pub agent: AgentSection,
+}
+
+/// `[aggregator]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregatorSection {
+    /// Its UDP address.
+    pub address: SocketAddr,
+    /// The name its certificate carries.
+    #[serde(default = "default_server_name")]
+    pub server_name: String,
+}
+
+fn default_server_name() -> String {
+    "localhost".into()
+}
+
+/// `[identity]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySection {
+    /// The federation's CA certificate.
+    pub ca: PathBuf,
+    /// This device's certificate.
+    pub cert: PathBuf,
+    /// Its ed25519 key (also the SecAgg+ identity).
+    pub key: PathBuf,
+}
+
+/// `[data]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// CSV file.
+    pub path: PathBuf,
+    /// Label column.
+    #[serde(default = "default_label")]
+    pub label: String,
+    /// Fraction held out for local validation.
+    #[serde(default = "default_val_fraction")]
+    pub val_fraction: f64,
+}
+
+fn default_label() -> String {
+    "label".into()
+}
+
+fn default_val_fraction() -> f64 {
+    0.2
+}
+
+/// `[agent]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSection {
+    /// Where progress and cached models live.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Training backend.
+    #[serde(default)]
+    pub backend: BackendChoice,
+    /// Longest wait between reconnection attempts, in ms.
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+}
+
+fn default_state_dir() -> PathBuf {
+    "state".into()
+}
+
+fn default_max_backoff_ms() -> u64 {
+    30_000
+}
+
+impl Default for AgentSection {
+    fn default() -> Self {
+        Self {
+            state_dir: default_state_dir(),
+            backend: BackendChoice::Auto,
+            max_backoff_ms: default_max_backoff_ms(),
+        }
+    }
+}
+
+/// A config error, naming the file and key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Unreadable.
+    #[error("{}: {cause}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// Not this schema (toml names the key and line).
+    #[error("{}: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message.
+        message: String,
+    },
+    /// A value that cannot work.
+    #[error("{}: {key}: {reason}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl AgentConfig {
+    /// Reads and checks a config; relative paths are resolved against its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
+            path: path.to_path_buf(),
+            cause,
+        })?;
+        let mut c: AgentConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut c.identity.ca,
+            &mut c.identity.cert,
+            &mut c.identity.key,
+            &mut c.agent.state_dir,
+        ] {
+            *p = base.join(&*p);
+        }
+        if let Some(d) = &mut c.data {
+            d.path = base.join(&d.path);
+            if !(0.0..1.0).contains(&d.val_fraction) {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    key: "data.val_fraction",
+                    reason: format!("{} is not in [0, 1)", d.val_fraction),
+                });
+            }
+        }
+        if c.task.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key: "task",
+                reason: "empty".into(),
+            });
+        }
+        Ok(c)
+    }
+}

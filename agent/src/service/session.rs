@@ -1,0 +1,682 @@
+//! The agent's connection loop and round work.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use edge_kernels::{QuantParams, RoundingStream, clip_l2, quantise};
+use flock_model::task::TaskInfo;
+use flock_model::{ModelId, Params, file};
+use flock_protocol::session::{AgentMessage, AggregatorMessage};
+use flock_protocol::wire::ClientMessage;
+use flock_protocol::{Client, ClientId, ClientPhase, Identity, RoundConfig, TaskId};
+use flock_transport::endpoint::{self, Settings};
+use flock_transport::tls::{Credentials, Trust, client_config};
+use flock_transport::{TransportError, frames};
+use quinn::Connection;
+use rand_chacha::ChaCha20Rng;
+use rand_chacha::rand_core::SeedableRng;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::{AgentConfig, AgentState, load_identity};
+use crate::data::{CsvSource, DataSource, Dataset, Standardizer, split};
+use crate::train::{TrainDevice, TrainError, train_local};
+
+/// Why the agent stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The identity key could not be used.
+    #[error("identity {}: {reason}", path.display())]
+    Identity {
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Transport set-up or a refusal that retrying cannot fix.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The aggregator refused this agent.
+    #[error("the aggregator refused this agent: {0}")]
+    Refused(String),
+    /// The local data.
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    /// Training.
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    /// A model file.
+    #[error(transparent)]
+    Model(#[from] flock_model::ModelError),
+    /// The aggregator sent something that breaks the session (a model whose bytes do not
+    /// hash to its id, a task description that does not parse).
+    #[error("aggregator sent {0}")]
+    Protocol(String),
+    /// The state directory.
+    #[error("state directory {}: {cause}", path.display())]
+    State {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// No data source: neither `[data]` in the config nor one given to the builder.
+    #[error("no data: add a [data] section or give the builder a data source")]
+    NoData,
+}
+
+impl AgentError {
+    /// Errors that reconnecting cannot cure.
+    fn is_fatal(&self) -> bool {
+        !matches!(
+            self,
+            AgentError::Transport(
+                TransportError::Connection(_)
+                    | TransportError::Connect { .. }
+                    | TransportError::Io { .. }
+            )
+        )
+    }
+}
+
+/// What one round did, for the embedder's callback.
+#[derive(Clone, Debug)]
+pub struct RoundReport {
+    /// The round.
+    pub round: u64,
+    /// The new global model.
+    pub model: ModelId,
+    /// Whether this agent's update is in it.
+    pub contributed: bool,
+    /// Samples trained on.
+    pub samples: u64,
+    /// Seconds spent training.
+    pub train_seconds: f64,
+}
+
+/// What a finished run did.
+#[derive(Clone, Debug)]
+pub struct AgentReport {
+    /// The agent's id in the task.
+    pub client: ClientId,
+    /// The persisted state at the end.
+    pub state: AgentState,
+    /// Whether the task completed (else: shut down).
+    pub completed: bool,
+}
+
+type RoundCallback = Box<dyn FnMut(&RoundReport) + Send>;
+
+/// Builds an agent from a config, an optional identity and an optional data source.
+pub struct AgentBuilder {
+    config: AgentConfig,
+    identity: Option<Identity>,
+    source: Option<Box<dyn DataSource + Send + Sync>>,
+    device: Option<TrainDevice>,
+    on_round: Option<RoundCallback>,
+}
+
+impl AgentBuilder {
+    /// Starts from a config (see [`AgentConfig`]).
+    pub fn new(config: AgentConfig) -> Self {
+        Self {
+            config,
+            identity: None,
+            source: None,
+            device: None,
+            on_round: None,
+        }
+    }
+
+    /// Uses this identity instead of reading `identity.key` (it must be the certificate's key).
+    pub fn identity(mut self, identity: Identity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// Uses this data source instead of `[data]`.
+    pub fn data_source(mut self, source: impl DataSource + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// Trains on this device instead of selecting one from `agent.backend`.
+    pub fn device(mut self, device: TrainDevice) -> Self {
+        self.device = Some(device);
+        self
+    }
+
+    /// Called after every round.
+    pub fn on_round(mut self, callback: impl FnMut(&RoundReport) + Send + 'static) -> Self {
+        self.on_round = Some(Box::new(callback));
+        self
+    }
+
+    /// Runs until the task completes or `shutdown` resolves (then it leaves the round
+    /// cleanly). Needs a tokio runtime.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<AgentReport, AgentError> {
+        let cfg = self.config;
+        let identity = match self.identity {
+            Some(i) => i,
+            None => load_identity(&cfg.identity.key)?,
+        };
+        let client = ClientId::from_identity(&identity.public());
+        let source: Box<dyn DataSource + Send + Sync> = match (self.source, &cfg.data) {
+            (Some(s), _) => s,
+            (None, Some(d)) => Box::new(CsvSource::new(&d.path, &d.label)),
+            (None, None) => return Err(AgentError::NoData),
+        };
+        let device = match self.device {
+            Some(d) => d,
+            None => TrainDevice::select(cfg.agent.backend)?,
+        };
+        let creds = Credentials::load(&cfg.identity.cert, &cfg.identity.key)?;
+        let trust = Trust::load(&cfg.identity.ca, None)?;
+        let tls = client_config(&creds, &trust)?;
+        let ep = endpoint::client(cfg.aggregator.address, tls, &Settings::default())?;
+        let state_dir = cfg.agent.state_dir.clone();
+        let state_err = |cause| AgentError::State {
+            path: state_dir.clone(),
+            cause,
+        };
+        let mut state = AgentState::load(&state_dir).map_err(state_err)?;
+        if state.task != cfg.task {
+            state = AgentState {
+                task: cfg.task.clone(),
+                ..AgentState::default()
+            };
+        }
+        state.client = Some(client.0);
+        let mut session = Session {
+            cfg,
+            identity,
+            client,
+            source,
+            device,
+            ep,
+            state,
+            on_round: self.on_round,
+            prepared: None,
+            round: None,
+            backlog: VecDeque::new(),
+        };
+        let mut backoff = Duration::from_millis(250);
+        tokio::pin!(shutdown);
+        loop {
+            let outcome = tokio::select! {
+                r = session.connect_and_serve() => r,
+                () = &mut shutdown => Ok(End::ShutDown),
+            };
+            match outcome {
+                Ok(end) => {
+                    session.leave().await;
+                    session.save()?;
+                    return Ok(AgentReport {
+                        client,
+                        state: session.state,
+                        completed: matches!(end, End::Completed),
+                    });
+                }
+                Err(e) if e.is_fatal() => return Err(e),
+                Err(e) => {
+                    let max = Duration::from_millis(session.cfg.agent.max_backoff_ms);
+                    let wait = jitter(backoff);
+                    warn!("{e}; reconnecting in {:.1} s", wait.as_secs_f64());
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {},
+                        () = &mut shutdown => return Ok(AgentReport { client, state: session.state, completed: false }),
+                    }
+                    backoff = (backoff * 2).min(max);
+                }
+            }
+        }
+    }
+}
+
+/// Between half and all of `d`, drawn fresh each time, so that agents cut off together do not
+/// reconnect together.
+fn jitter(d: Duration) -> Duration {
+    let mut b = [0u8; 2];
+    let r = getrandom::fill(&mut b).map_or(0, |()| u16::from_le_bytes(b));
+    d.mul_f64(0.5 + 0.5 * f64::from(r) / f64::from(u16::MAX))
+}
+
+enum End {
+    Completed,
+    ShutDown,
+}
+
+struct Prepared {
+    info: TaskInfo,
+    train: Arc<Dataset>,
+}
+
+struct ActiveRound {
+    attempt: u64,
+    number: u64,
+    client: Client,
+    input: Option<Vec<u32>>,
+    samples: u64,
+    train_seconds: f64,
+}
+
+struct Session {
+    cfg: AgentConfig,
+    identity: Identity,
+    client: ClientId,
+    source: Box<dyn DataSource + Send + Sync>,
+    device: TrainDevice,
+    ep: quinn::Endpoint,
+    state: AgentState,
+    on_round: Option<RoundCallback>,
+    prepared: Option<Prepared>,
+    round: Option<ActiveRound>,
+    backlog: VecDeque<AggregatorMessage>,
+}
+
+struct Link {
+    conn: Connection,
+    rx: mpsc::UnboundedReceiver<AggregatorMessage>,
+}
+
+impl Session {
+    fn save(&self) -> Result<(), AgentError> {
+        self.state
+            .save(&self.cfg.agent.state_dir)
+            .map_err(|cause| AgentError::State {
+                path: self.cfg.agent.state_dir.clone(),
+                cause,
+            })
+    }
+
+    async fn leave(&mut self) {
+        self.round = None;
+    }
+
+    async fn connect_and_serve(&mut self) -> Result<End, AgentError> {
+        let addr = self.cfg.aggregator.address;
+        let conn = endpoint::connect(&self.ep, addr, &self.cfg.aggregator.server_name).await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let reader = conn.clone();
+        tokio::spawn(async move {
+            loop {
+                let stream = match reader.accept_uni().await {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    match frames::read::<AggregatorMessage>(stream).await {
+                        Ok(msg) => {
+                            let _ = tx.send(msg);
+                        }
+                        Err(e) => warn!("stream from the aggregator closed: {e}"),
+                    }
+                });
+            }
+        });
+        let mut link = Link { conn, rx };
+        self.round = None;
+        self.backlog.clear();
+        let task = TaskId::from_name(&self.cfg.task);
+        frames::send(
+            &link.conn,
+            &AgentMessage::Hello {
+                task,
+                last_round: self.state.last_round,
+            },
+        )
+        .await?;
+        info!(%addr, client = %self.client, "connected");
+        let result = self.serve(&mut link).await;
+        if let Ok(End::ShutDown) = result {
+            let _ = frames::send(&link.conn, &AgentMessage::Leave).await;
+        }
+        link.conn.close(0u32.into(), b"bye");
+        result
+    }
+
+    async fn next_message(&mut self, link: &mut Link) -> Result<AggregatorMessage, AgentError> {
+        if let Some(m) = self.backlog.pop_front() {
+            return Ok(m);
+        }
+        loop {
+            let deadline = self.round.as_ref().and_then(|r| r.client.poll_timeout());
+            tokio::select! {
+                m = link.rx.recv() => {
+                    return m.ok_or_else(|| AgentError::Transport(TransportError::Connection(
+                        link.conn.close_reason().map_or("closed".into(), |r| r.to_string()))));
+                }
+                () = sleep_until(deadline) => {
+                    if let Some(r) = &mut self.round {
+                        r.client.handle_timeout(Instant::now());
+                    }
+                    self.pump(link).await?;
+                }
+            }
+        }
+    }
+
+    async fn serve(&mut self, link: &mut Link) -> Result<End, AgentError> {
+        let mut early_round = None;
+        loop {
+            match self.next_message(link).await? {
+                AggregatorMessage::Welcome { client, task } => {
+                    if client != self.client {
+                        return Err(AgentError::Protocol(format!(
+                            "id {client}, this agent is {}",
+                            self.client
+                        )));
+                    }
+                    let info: TaskInfo = serde_json::from_slice(&task).map_err(|e| {
+                        AgentError::Protocol(format!("a task description that does not parse: {e}"))
+                    })?;
+                    self.prepare(info)?;
+                    // A round announced before the welcome (streams may overtake each other).
+                    if let Some(round) = early_round.take() {
+                        self.backlog.push_back(round);
+                    }
+                }
+                round @ AggregatorMessage::Round { .. } if self.prepared.is_none() => {
+                    early_round = Some(round);
+                }
+                AggregatorMessage::Round {
+                    attempt,
+                    config,
+                    model,
+                    sample_cap,
+                } => {
+                    self.start_round(link, attempt, config, ModelId(model), sample_cap)
+                        .await?;
+                    self.pump(link).await?;
+                }
+                AggregatorMessage::Secagg { attempt, msg } => {
+                    if let Some(r) = &mut self.round
+                        && r.attempt == attempt
+                        && let Err(e) = r.client.handle(msg, Instant::now())
+                    {
+                        warn!(round = r.number, "leaving the round: {e}");
+                        self.round = None;
+                    }
+                    self.pump(link).await?;
+                }
+                AggregatorMessage::RoundDone {
+                    round,
+                    model,
+                    contributors,
+                    last,
+                } => {
+                    self.finish_round(round, ModelId(model), &contributors)?;
+                    if last {
+                        info!(round, model = %ModelId(model), "task complete");
+                        return Ok(End::Completed);
+                    }
+                }
+                AggregatorMessage::TaskComplete { round, model } => {
+                    info!(round, model = %ModelId(model), "task complete");
+                    self.state.last_round = Some(round);
+                    self.state.model = Some(ModelId(model).to_string());
+                    return Ok(End::Completed);
+                }
+                AggregatorMessage::ModelChunk { .. } => {}
+                AggregatorMessage::Refused(reason) => return Err(AgentError::Refused(reason)),
+            }
+        }
+    }
+
+    fn prepare(&mut self, info: TaskInfo) -> Result<(), AgentError> {
+        let data = self.source.load(info.classes)?;
+        let val_fraction = self.cfg.data.as_ref().map_or(0.0, |d| d.val_fraction);
+        let (mut train, _val) = split(&data, info.classes, val_fraction, 0)?;
+        let scaler = match &info.normalisation {
+            Some(n) => Standardizer {
+                mean: n.mean.clone(),
+                std: n.std.clone(),
+            },
+            None => Standardizer::fit(&train),
+        };
+        scaler.apply(&mut train)?;
+        info!(task = %info.name, model = %info.spec.describe(), samples = train.len(), "task joined");
+        self.prepared = Some(Prepared {
+            info,
+            train: Arc::new(train),
+        });
+        Ok(())
+    }
+
+    /// The model `id`, from the cache or fetched from the aggregator and checked.
+    async fn model(&mut self, link: &mut Link, id: ModelId) -> Result<Params, AgentError> {
+        let dir = self.cfg.agent.state_dir.join("models");
+        let path = dir.join(format!("{id}.safetensors"));
+        if path.exists()
+            && let Ok(p) = file::load_verified(&path, &id)
+        {
+            return Ok(p);
+        }
+        frames::send(&link.conn, &AgentMessage::FetchModel { id: id.0 }).await?;
+        let mut bytes: Vec<u8> = Vec::new();
+        let mut received = 0u64;
+        let mut total = None;
+        let mut held = VecDeque::new();
+        while total.is_none_or(|t| received < t) {
+            let msg = match link.rx.recv().await {
+                Some(m) => m,
+                None => {
+                    return Err(AgentError::Transport(TransportError::Connection(
+                        "closed during a model download".into(),
+                    )));
+                }
+            };
+            match msg {
+                AggregatorMessage::ModelChunk {
+                    id: cid,
+                    offset,
+                    total: t,
+                    bytes: piece,
+                } if cid == id.0 => {
+                    if t > 1 << 32 || offset + piece.len() as u64 > t {
+                        return Err(AgentError::Protocol(format!(
+                            "a model chunk beyond its file ({offset}+{} of {t})",
+                            piece.len()
+                        )));
+                    }
+                    if bytes.len() as u64 != t {
+                        bytes.resize(t as usize, 0);
+                    }
+                    bytes[offset as usize..offset as usize + piece.len()].copy_from_slice(&piece);
+                    received += piece.len() as u64;
+                    total = Some(t);
+                }
+                AggregatorMessage::Refused(r) => return Err(AgentError::Refused(r)),
+                other => held.push_back(other),
+            }
+        }
+        self.backlog.extend(held);
+        let actual = ModelId::of(&bytes);
+        if actual != id {
+            return Err(AgentError::Protocol(format!(
+                "model file whose bytes hash to {actual}, not the announced {id}: refusing to train on it"
+            )));
+        }
+        let params = file::decode(&bytes, &path)?;
+        std::fs::create_dir_all(&dir).map_err(|cause| AgentError::State {
+            path: dir.clone(),
+            cause,
+        })?;
+        file::save(&path, &params)?;
+        Ok(params)
+    }
+
+    async fn start_round(
+        &mut self,
+        link: &mut Link,
+        attempt: u64,
+        config: RoundConfig,
+        model: ModelId,
+        sample_cap: u64,
+    ) -> Result<(), AgentError> {
+        let number = config.round;
+        let Some(prepared) = &self.prepared else {
+            return Err(AgentError::Protocol(
+                "a round before the task description".into(),
+            ));
+        };
+        let (info, train) = (prepared.info.clone(), prepared.train.clone());
+        let global = self.model(link, model).await?;
+        if *global.spec() != info.spec {
+            return Err(AgentError::Protocol(format!(
+                "model {model} is not a {}",
+                info.spec.describe()
+            )));
+        }
+        let device = self.device.clone();
+        let training = TrainConfig {
+            seed: info.training.seed.wrapping_add(number),
+            ..info.training.clone()
+        };
+        let started = Instant::now();
+        let update = tokio::task::spawn_blocking(move || {
+            train_local(&device, &global, &train, &training, &mut |_| {})
+        })
+        .await
+        .map_err(|e| AgentError::Protocol(format!("training task failed: {e}")))??;
+        let train_seconds = started.elapsed().as_secs_f64();
+        let input = masked_input_words(&config, update.delta, update.samples, sample_cap)?;
+        #[cfg(feature = "test-reveal")]
+        self.reveal(number, &input);
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed)
+            .map_err(|e| AgentError::Protocol(format!("no system randomness: {e}")))?;
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        let client = Client::new(
+            config,
+            self.client,
+            &self.identity,
+            &mut rng,
+            Instant::now(),
+        )
+        .map_err(|e| AgentError::Protocol(format!("round {number} configuration refused: {e}")))?;
+        info!(
+            round = number,
+            samples = update.samples,
+            train_seconds,
+            "trained; joining SecAgg+"
+        );
+        self.round = Some(ActiveRound {
+            attempt,
+            number,
+            client,
+            input: Some(input),
+            samples: update.samples,
+            train_seconds,
+        });
+        Ok(())
+    }
+
+    #[cfg(feature = "test-reveal")]
+    fn reveal(&self, round: u64, input: &[u32]) {
+        let dir = self.cfg.agent.state_dir.join("revealed");
+        let bytes: Vec<u8> = input.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let _ = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(dir.join(format!("round-{round}.u32")), bytes));
+    }
+
+    /// Submits the input when the protocol is ready for it and sends what it queued.
+    async fn pump(&mut self, link: &Link) -> Result<(), AgentError> {
+        let Some(r) = &mut self.round else {
+            return Ok(());
+        };
+        if r.client.phase() == ClientPhase::AwaitingInput
+            && let Some(input) = r.input.take()
+            && let Err(e) = r.client.submit_input(input)
+        {
+            warn!(round = r.number, "input refused: {e}");
+            self.round = None;
+            return Ok(());
+        }
+        let mut out: Vec<ClientMessage> = Vec::new();
+        while let Some(m) = r.client.poll_transmit() {
+            out.push(m);
+        }
+        let attempt = r.attempt;
+        for msg in out {
+            frames::send(&link.conn, &AgentMessage::Secagg { attempt, msg }).await?;
+        }
+        Ok(())
+    }
+
+    fn finish_round(
+        &mut self,
+        round: u64,
+        model: ModelId,
+        contributors: &[ClientId],
+    ) -> Result<(), AgentError> {
+        let contributed = contributors.contains(&self.client);
+        let (samples, train_seconds) = match self.round.take() {
+            Some(r) if r.number == round => (r.samples, r.train_seconds),
+            other => {
+                self.round = other;
+                (0, 0.0)
+            }
+        };
+        self.state.last_round = Some(round);
+        self.state.model = Some(model.to_string());
+        self.state.contributed += u64::from(contributed);
+        self.save()?;
+        info!(round, %model, contributed, "round done");
+        if let Some(cb) = &mut self.on_round {
+            cb(&RoundReport {
+                round,
+                model,
+                contributed,
+                samples,
+                train_seconds,
+            });
+        }
+        Ok(())
+    }
+}
+
+use flock_model::task::TrainConfig;
+
+/// The vector an agent contributes: `[w·clip(Δ), w·C]` quantised, with
+/// `w = min(samples, cap) / cap` and `C` the round's clip bound (the quantiser's range).
+pub(crate) fn masked_input_words(
+    config: &RoundConfig,
+    mut delta: Vec<f32>,
+    samples: u64,
+    sample_cap: u64,
+) -> Result<Vec<u32>, AgentError> {
+    let bad =
+        |e: &dyn std::fmt::Display| AgentError::Protocol(format!("round {}: {e}", config.round));
+    if delta.len() + 1 != config.vector_len as usize {
+        return Err(bad(&format!(
+            "vector of {} words for a model of {} parameters",
+            config.vector_len,
+            delta.len()
+        )));
+    }
+    let clip = config.clip_norm;
+    clip_l2(&mut delta, clip).map_err(|e| bad(&e))?;
+    let w = (samples.min(sample_cap.max(1)) as f64 / sample_cap.max(1) as f64) as f32;
+    let mut v: Vec<f32> = delta.into_iter().map(|x| x * w).collect();
+    v.push(w * clip);
+    let params: QuantParams = config.quant_params().map_err(|e| bad(&e))?;
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| bad(&e))?;
+    let mut out = vec![0u32; v.len()];
+    quantise(&v, &params, &RoundingStream { seed, stream: 0 }, &mut out).map_err(|e| bad(&e))?;
+    Ok(out)
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}

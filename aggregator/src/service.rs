@@ -1,0 +1,649 @@
+//! `flock-aggregator serve`: accepts agents over QUIC with mutual TLS, runs the task's rounds
+//! with the protocol's SecAgg+ server, turns each secure sum into the next global model and
+//! stores it.
+//!
+//! One task per process. Connections are handled by their own tasks, which turn every stream
+//! into an event; one loop owns the round (the sans-IO protocol server), so no state is shared.
+//!
+//! An agent's vector is `[w·clip(Δ), w·C]` with `w = min(samples, cap)/cap` and `C` the clip
+//! bound (the quantiser's range): the secure sum then carries both `Σ w_k Δ_k` and `Σ w_k`, and
+//! the FedAvg update is their quotient.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use flock_model::task::TaskInfo;
+use flock_model::{ModelId, Params};
+use flock_protocol::session::{AgentMessage, AggregatorMessage, MODEL_CHUNK_BYTES};
+use flock_protocol::wire::ServerMessage;
+use flock_protocol::{
+    ClientId, Participant, RoundConfig, RoundOutput, Server, TaskId, ThreatModel,
+};
+use flock_transport::endpoint::{self, Settings};
+use flock_transport::frames;
+use flock_transport::tls::{Credentials, Trust, server_config};
+use quinn::Connection;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::store::{ModelStore, StoreError, TaskState};
+
+/// Why serving stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// TLS, QUIC or credential set-up.
+    #[error(transparent)]
+    Transport(#[from] flock_transport::TransportError),
+    /// The model store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The model.
+    #[error(transparent)]
+    Model(#[from] flock_model::ModelError),
+    /// A round could not be configured or its sum not turned into a model.
+    #[error("round {round}: {reason}")]
+    Round {
+        /// The round.
+        round: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What a finished `serve` did.
+#[derive(Clone, Debug)]
+pub struct ServeReport {
+    /// Rounds completed in this run.
+    pub rounds: Vec<RoundSummary>,
+    /// The last completed round and its model.
+    pub state: TaskState,
+}
+
+/// One completed round.
+#[derive(Clone, Debug)]
+pub struct RoundSummary {
+    /// Its number.
+    pub round: u64,
+    /// The new global model.
+    pub model: ModelId,
+    /// Whose updates are in it.
+    pub contributors: Vec<ClientId>,
+    /// Participants at the start.
+    pub participants: usize,
+    /// The quantisation width of the round (to dequantise its sum).
+    pub bits: u32,
+    /// Wall time from start to the new model.
+    pub elapsed: Duration,
+}
+
+enum Event {
+    Joined {
+        client: ClientId,
+        identity: [u8; 32],
+        conn: Connection,
+    },
+    Message {
+        client: ClientId,
+        msg: AgentMessage,
+    },
+    Lost {
+        client: ClientId,
+        conn_id: usize,
+    },
+}
+
+struct Member {
+    identity: [u8; 32],
+    conn: Connection,
+    ready: bool,
+}
+
+struct Running {
+    attempt: u64,
+    server: Server,
+    number: u64,
+    participants: Vec<ClientId>,
+    started: Instant,
+}
+
+/// The state the round loop owns.
+struct Service {
+    config: Config,
+    store: ModelStore,
+    task: TaskId,
+    task_json: Vec<u8>,
+    members: BTreeMap<ClientId, Member>,
+    global: Params,
+    state: TaskState,
+    round: Option<Running>,
+    attempts: u64,
+    gather_until: Option<Instant>,
+    summaries: Vec<RoundSummary>,
+}
+
+fn send(conn: &Connection, msg: AggregatorMessage) {
+    let conn = conn.clone();
+    tokio::spawn(async move {
+        if let Err(e) = frames::send(&conn, &msg).await {
+            warn!("sending to {}: {e}", conn.remote_address());
+        }
+    });
+}
+
+impl Service {
+    fn new(config: Config) -> Result<Self, ServeError> {
+        let store = ModelStore::open(&config.server.store)?;
+        let name = config.task.name.clone();
+        let (global, state) = match store.state(&name)? {
+            Some(state) => {
+                info!(round = state.round, model = %state.model, "continuing the task from the store");
+                (store.get(&state.model)?, state)
+            }
+            None => {
+                let init = Params::init(&config.model, config.task.seed)?;
+                let model = store.put(&init)?;
+                let state = TaskState {
+                    task: name.clone(),
+                    round: 0,
+                    model,
+                };
+                store.save_state(&state)?;
+                info!(model = %model, "initial model stored");
+                (init, state)
+            }
+        };
+        let info = TaskInfo {
+            name: name.clone(),
+            spec: config.model.clone(),
+            classes: config.model.classes(),
+            training: config.training.clone(),
+            normalisation: config.normalisation.clone(),
+        };
+        let task_json = serde_json::to_vec(&info).map_err(|e| ServeError::Round {
+            round: 0,
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            task: TaskId::from_name(&name),
+            config,
+            store,
+            task_json,
+            members: BTreeMap::new(),
+            global,
+            state,
+            round: None,
+            attempts: 0,
+            gather_until: None,
+            summaries: Vec::new(),
+        })
+    }
+
+    fn done(&self) -> bool {
+        self.state.round >= self.config.task.rounds
+    }
+
+    fn on_event(&mut self, event: Event) -> Result<(), ServeError> {
+        let now = Instant::now();
+        match event {
+            Event::Joined {
+                client,
+                identity,
+                conn,
+            } => {
+                if let Some(old) = self.members.insert(
+                    client,
+                    Member {
+                        identity,
+                        conn,
+                        ready: false,
+                    },
+                ) {
+                    old.conn
+                        .close(0u32.into(), b"replaced by a newer connection");
+                }
+                if let Some(r) = &mut self.round {
+                    r.server.client_lost(client, now);
+                }
+            }
+            Event::Lost { client, conn_id } => {
+                if self
+                    .members
+                    .get(&client)
+                    .is_some_and(|m| m.conn.stable_id() == conn_id)
+                {
+                    self.members.remove(&client);
+                    info!(%client, "agent disconnected");
+                    if let Some(r) = &mut self.round {
+                        r.server.client_lost(client, now);
+                    }
+                }
+            }
+            Event::Message { client, msg } => self.on_message(client, msg, now)?,
+        }
+        self.pump()
+    }
+
+    fn on_message(
+        &mut self,
+        client: ClientId,
+        msg: AgentMessage,
+        now: Instant,
+    ) -> Result<(), ServeError> {
+        let done = self.done();
+        let Some(member) = self.members.get_mut(&client) else {
+            return Ok(());
+        };
+        match msg {
+            AgentMessage::Hello { task, last_round } => {
+                if task != self.task {
+                    send(
+                        &member.conn,
+                        AggregatorMessage::Refused("this aggregator serves another task".into()),
+                    );
+                    return Ok(());
+                }
+                info!(%client, ?last_round, "agent joined");
+                member.ready = true;
+                send(
+                    &member.conn,
+                    AggregatorMessage::Welcome {
+                        client,
+                        task: self.task_json.clone(),
+                    },
+                );
+                if done {
+                    send(
+                        &member.conn,
+                        AggregatorMessage::TaskComplete {
+                            round: self.state.round,
+                            model: self.state.model.0,
+                        },
+                    );
+                }
+            }
+            AgentMessage::FetchModel { id } => {
+                let id = ModelId(id);
+                match self.store.bytes(&id) {
+                    Ok(bytes) => {
+                        let total = bytes.len() as u64;
+                        for (i, piece) in bytes.chunks(MODEL_CHUNK_BYTES).enumerate() {
+                            send(
+                                &member.conn,
+                                AggregatorMessage::ModelChunk {
+                                    id: id.0,
+                                    offset: (i * MODEL_CHUNK_BYTES) as u64,
+                                    total,
+                                    bytes: piece.to_vec(),
+                                },
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        warn!(%client, "model {id} asked for: {e}");
+                        send(
+                            &member.conn,
+                            AggregatorMessage::Refused(format!("no model {id}")),
+                        );
+                    }
+                }
+            }
+            AgentMessage::Secagg { attempt, msg } => {
+                if let Some(r) = &mut self.round
+                    && r.attempt == attempt
+                    && let Err(e) = r.server.handle(client, msg, now)
+                {
+                    warn!(%client, round = r.number, "SecAgg+ message refused: {e}");
+                }
+            }
+            AgentMessage::Leave => {
+                info!(%client, "agent left the task");
+                member.ready = false;
+                if let Some(r) = &mut self.round {
+                    r.server.client_lost(client, now);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_timeout(&mut self) -> Result<(), ServeError> {
+        if let Some(r) = &mut self.round {
+            r.server.handle_timeout(Instant::now());
+        }
+        self.pump()
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        match &self.round {
+            Some(r) => r.server.poll_timeout(),
+            None => self.gather_until,
+        }
+    }
+
+    /// Sends what the protocol server queued, finishes a round whose outcome is in, and starts
+    /// the next one when enough agents are ready.
+    fn pump(&mut self) -> Result<(), ServeError> {
+        if let Some(r) = &mut self.round {
+            while let Some((to, msg)) = r.server.poll_transmit() {
+                // The configuration travels in `Round`, with the model to train from.
+                if matches!(msg, ServerMessage::Start(_)) {
+                    continue;
+                }
+                if let Some(m) = self.members.get(&to) {
+                    send(
+                        &m.conn,
+                        AggregatorMessage::Secagg {
+                            attempt: r.attempt,
+                            msg,
+                        },
+                    );
+                }
+            }
+            if let Some(outcome) = r.server.take_outcome() {
+                let Some(r) = self.round.take() else {
+                    return Ok(());
+                };
+                match outcome {
+                    Ok(output) => self.finish(&r, output)?,
+                    Err(e) => warn!(round = r.number, "round aborted, it will run again: {e}"),
+                }
+            }
+        }
+        self.maybe_start()
+    }
+
+    fn finish(&mut self, r: &Running, output: RoundOutput) -> Result<(), ServeError> {
+        let round_err = |reason: String| ServeError::Round {
+            round: r.number,
+            reason,
+        };
+        let config = r.server.config();
+        let params = config
+            .quant_params()
+            .map_err(|e| round_err(e.to_string()))?;
+        let mean =
+            edge_kernels::dequantise_mean(&output.sum, output.contributors.len() as u64, &params)
+                .map_err(|e| round_err(e.to_string()))?;
+        let update = weighted_update(&mean, self.config.secagg.clip_norm).map_err(round_err)?;
+        let next = self.global.with_update(&update, 1.0)?;
+        let model = self.store.put(&next)?;
+        self.state = TaskState {
+            task: self.state.task.clone(),
+            round: r.number,
+            model,
+        };
+        self.store.save_state(&self.state)?;
+        self.global = next;
+        info!(round = r.number, model = %model, contributors = output.contributors.len(), "round complete");
+        let last = self.done();
+        for m in self.members.values() {
+            send(
+                &m.conn,
+                AggregatorMessage::RoundDone {
+                    round: r.number,
+                    model: model.0,
+                    contributors: output.contributors.clone(),
+                    last,
+                },
+            );
+        }
+        self.summaries.push(RoundSummary {
+            round: r.number,
+            model,
+            contributors: output.contributors,
+            participants: r.participants.len(),
+            bits: r.server.config().bits,
+            elapsed: r.started.elapsed(),
+        });
+        Ok(())
+    }
+
+    fn maybe_start(&mut self) -> Result<(), ServeError> {
+        if self.round.is_some() || self.done() {
+            return Ok(());
+        }
+        let ready: Vec<ClientId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.ready)
+            .map(|(id, _)| *id)
+            .collect();
+        let cohort = &self.config.cohort;
+        if (ready.len() as u32) < cohort.min {
+            self.gather_until = None;
+            return Ok(());
+        }
+        let now = Instant::now();
+        let until = *self
+            .gather_until
+            .get_or_insert(now + Duration::from_millis(cohort.gather_ms));
+        if (ready.len() as u32) < cohort.max && now < until {
+            return Ok(());
+        }
+        self.gather_until = None;
+        let chosen: Vec<ClientId> = ready.into_iter().take(cohort.max as usize).collect();
+        let participants = chosen
+            .iter()
+            .filter_map(|id| {
+                self.members.get(id).map(|m| Participant {
+                    id: *id,
+                    identity: m.identity,
+                })
+            })
+            .collect();
+        let number = self.state.round + 1;
+        let secagg = &self.config.secagg;
+        let threat = ThreatModel {
+            dropout_ppm: (secagg.dropout * 1e6).round() as u32,
+            corrupt_ppm: (secagg.corrupt * 1e6).round() as u32,
+            ..ThreatModel::default()
+        };
+        let mut graph_seed = [0u8; 32];
+        graph_seed.copy_from_slice(&Sha256::digest(format!(
+            "{}:{number}:{:?}",
+            self.config.task.name, now
+        )));
+        let vector_len = u32::try_from(self.global.len() + 1).map_err(|_| ServeError::Round {
+            round: number,
+            reason: "model too large for one vector".into(),
+        })?;
+        let config = RoundConfig::derive(
+            self.task,
+            number,
+            participants,
+            threat,
+            graph_seed,
+            vector_len,
+            secagg.clip_norm,
+            secagg.phase_timeout_ms,
+        )
+        .map_err(|e| ServeError::Round {
+            round: number,
+            reason: e.to_string(),
+        })?;
+        let server = Server::new(config.clone(), now).map_err(|e| ServeError::Round {
+            round: number,
+            reason: e.to_string(),
+        })?;
+        self.attempts += 1;
+        let attempt = self.attempts;
+        info!(
+            round = number,
+            attempt,
+            participants = chosen.len(),
+            k = config.degree,
+            t = config.threshold,
+            bits = config.bits,
+            "round started"
+        );
+        for id in &chosen {
+            if let Some(m) = self.members.get(id) {
+                send(
+                    &m.conn,
+                    AggregatorMessage::Round {
+                        attempt,
+                        config: config.clone(),
+                        model: self.state.model.0,
+                        sample_cap: self.config.cohort.sample_cap,
+                    },
+                );
+            }
+        }
+        self.round = Some(Running {
+            attempt,
+            server,
+            number,
+            participants: chosen,
+            started: now,
+        });
+        Ok(())
+    }
+}
+
+/// `Σ w_k Δ_k / Σ w_k` from the mean of the vectors `[w·Δ, w·C]`.
+pub fn weighted_update(mean: &[f32], clip: f32) -> Result<Vec<f32>, String> {
+    let (last, body) = mean.split_last().ok_or("empty sum")?;
+    let mean_weight = f64::from(*last) / f64::from(clip);
+    if mean_weight.is_nan() || mean_weight <= 0.0 {
+        return Err(format!("total weight {mean_weight} is not positive"));
+    }
+    Ok(body
+        .iter()
+        .map(|&x| (f64::from(x) / mean_weight) as f32)
+        .collect())
+}
+
+static CONN_IDS: AtomicUsize = AtomicUsize::new(0);
+
+async fn connection(incoming: quinn::Incoming, events: mpsc::UnboundedSender<Event>) {
+    let remote = incoming.remote_address();
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(%remote, "handshake refused: {e}");
+            return;
+        }
+    };
+    let _ = CONN_IDS.fetch_add(1, Ordering::Relaxed);
+    let identity = match endpoint::peer_ed25519(&conn) {
+        Ok(k) => k,
+        Err(e) => {
+            warn!(%remote, "{e}");
+            conn.close(1u32.into(), b"certificate key must be ed25519");
+            return;
+        }
+    };
+    let client = ClientId::from_identity(&identity);
+    let conn_id = conn.stable_id();
+    if events
+        .send(Event::Joined {
+            client,
+            identity,
+            conn: conn.clone(),
+        })
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        let stream = match conn.accept_uni().await {
+            Ok(s) => s,
+            Err(e) => {
+                info!(%client, "connection closed: {e}");
+                let _ = events.send(Event::Lost { client, conn_id });
+                return;
+            }
+        };
+        let events = events.clone();
+        tokio::spawn(async move {
+            match frames::read::<AgentMessage>(stream).await {
+                Ok(msg) => {
+                    let _ = events.send(Event::Message { client, msg });
+                }
+                Err(e) => warn!(%client, "stream closed: {e}"),
+            }
+        });
+    }
+}
+
+/// Runs the task until its last round is complete (or `shutdown` resolves).
+pub async fn serve(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+    on_listen: impl FnOnce(std::net::SocketAddr),
+) -> Result<ServeReport, ServeError> {
+    let identity = Credentials::load(&config.server.cert, &config.server.key)?;
+    let trust = Trust::load(&config.server.ca, config.server.crl.as_deref())?;
+    let settings = Settings::default();
+    let ep = endpoint::server(
+        config.server.listen,
+        server_config(&identity, &trust)?,
+        &settings,
+    )?;
+    let addr = ep
+        .local_addr()
+        .map_err(|cause| flock_transport::TransportError::Io {
+            context: "local address".into(),
+            cause,
+        })?;
+    info!(%addr, task = %config.task.name, "listening");
+    on_listen(addr);
+    let crl = config.server.crl.clone();
+    let ca = config.server.ca.clone();
+    let mut service = Service::new(config)?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let accept_ep = ep.clone();
+    tokio::spawn(async move {
+        while let Some(incoming) = accept_ep.accept().await {
+            tokio::spawn(connection(incoming, tx.clone()));
+        }
+    });
+    // Reload the revocation list when its file changes: new connections see it, no restart.
+    let mut crl_mtime = crl
+        .as_ref()
+        .and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    let mut crl_check = tokio::time::interval(Duration::from_secs(2));
+    tokio::pin!(shutdown);
+    while !service.done() {
+        let deadline = service.next_deadline();
+        tokio::select! {
+            event = rx.recv() => match event {
+                Some(e) => service.on_event(e)?,
+                None => break,
+            },
+            () = sleep_until(deadline) => service.on_timeout()?,
+            _ = crl_check.tick() => {
+                let mtime = crl.as_ref().and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+                if mtime != crl_mtime {
+                    crl_mtime = mtime;
+                    match Trust::load(&ca, crl.as_deref()).and_then(|t| server_config(&identity, &t))
+                        .and_then(|tls| endpoint::server_config(tls, &settings)) {
+                        Ok(c) => { ep.set_server_config(Some(c)); info!("revocation list reloaded"); }
+                        Err(e) => warn!("revocation list not reloaded, the previous one stays: {e}"),
+                    }
+                }
+            }
+            () = &mut shutdown => {
+                info!("shutting down");
+                break;
+            }
+        }
+    }
+    // Let the last messages leave before the endpoint closes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ep.close(0u32.into(), b"task complete");
+    Ok(ServeReport {
+        rounds: service.summaries,
+        state: service.state,
+    })
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
