@@ -635,6 +635,8 @@ pub async fn serve(
     // Let the last messages leave before the endpoint closes.
     tokio::time::sleep(Duration::from_millis(200)).await;
     ep.close(0u32.into(), b"task complete");
+    // Wait (briefly) for the connections to drain, so that the port is free on return.
+    let _ = tokio::time::timeout(Duration::from_secs(2), ep.wait_idle()).await;
     Ok(ServeReport {
         rounds: service.summaries,
         state: service.state,

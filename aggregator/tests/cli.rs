@@ -1,5 +1,5 @@
 //! The `flock-aggregator` binary as an operator runs it.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
 
@@ -146,4 +146,83 @@ fn ca_init_issue_revoke_list() {
             .any(|l| l.contains("server") && l.contains("valid") && l.ends_with("agg")),
         "{stdout}"
     );
+}
+
+#[test]
+fn serve_config_errors_name_the_key() {
+    let dir = std::env::temp_dir().join(format!("flock-agg-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = r#"
+[task]
+name = "t"
+rounds = 3
+[model]
+kind = "mlp"
+inputs = 4
+hidden = [8]
+classes = 2
+[cohort]
+min = 3
+max = 5
+[secagg]
+dropout = 0.1
+clip_norm = 1.0
+[server]
+listen = "127.0.0.1:0"
+ca = "ca.pem"
+cert = "a.pem"
+key = "a.key"
+store = "store"
+"#;
+    let cases = [
+        (good.replace("rounds = 3", "rounds = 0"), "task.rounds"),
+        (good.replace("max = 5", "max = 2"), "cohort.max"),
+        (good.replace("min = 3", "min = 1"), "cohort.min"),
+        (
+            good.replace("dropout = 0.1", "dropout = 0.7"),
+            "secagg.dropout",
+        ),
+        (
+            good.replace("clip_norm = 1.0", "clip_norm = -1.0"),
+            "secagg.clip_norm",
+        ),
+        (
+            good.replace("hidden = [8]", "hidden = [0]"),
+            "hidden[0] is 0",
+        ),
+        (
+            good.replace("rounds = 3", "rounds = 3\nround = 4"),
+            "unknown field `round`",
+        ),
+        (
+            good.replace("listen = \"127.0.0.1:0\"", "listen = \"nowhere\""),
+            "listen",
+        ),
+        (
+            good.replace("[cohort]", "[training]\nlearning_rate = 0.0\n[cohort]"),
+            "learning_rate",
+        ),
+    ];
+    for (i, (text, needle)) in cases.iter().enumerate() {
+        let path = dir.join(format!("bad-{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_flock-aggregator"))
+            .args(["serve", "--config", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{needle}");
+        assert!(stderr.contains(needle), "{needle:?} not in: {stderr}");
+        assert!(stderr.contains(&format!("bad-{i}.toml")), "{stderr}");
+    }
+    // A valid config whose credentials are missing says which file.
+    let path = dir.join("good.toml");
+    std::fs::write(&path, good).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_flock-aggregator"))
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("a.pem"), "{stderr}");
 }

@@ -1,33 +1,41 @@
-//! A task end to end over real QUIC with mutual TLS on loopback: one aggregator and 8 agents
-//! (in-process tasks), each on its own non-IID partition of breast_cancer, 10 rounds of
-//! FedAvg under SecAgg+. After every round the stored global model equals, bit for bit, the
-//! previous one plus the FedAvg of the same quantised inputs summed in the clear (the agents
-//! reveal their inputs through the `test-reveal` feature); the final model reaches 0.95.
+//! Tasks end to end over real QUIC with mutual TLS on loopback: one aggregator and several
+//! agents (in-process tasks), each on its own non-IID partition of breast_cancer.
+//!
+//! - 8 agents × 10 rounds: after every round the stored global model equals, bit for bit, the
+//!   previous one plus the FedAvg of the same quantised inputs summed in the clear (the agents
+//!   reveal their inputs through the `test-reveal` feature); the final model reaches 0.95.
+//! - The aggregator killed between rounds and started again continues from its store with the
+//!   next round: no round lost or repeated, and the agents reconnect by themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use flock_agent::data::partition::dirichlet;
 use flock_agent::data::{CsvSource, DataSource, Dataset, FeatureMoments, Standardizer, split};
-use flock_agent::service::{AgentBuilder, AgentConfig, AgentState};
+use flock_agent::service::{AgentBuilder, AgentConfig, AgentReport, AgentState};
 use flock_agent::train::{TrainDevice, evaluate};
 use flock_aggregator::config::Config;
-use flock_aggregator::service::{serve, weighted_update};
+use flock_aggregator::service::{ServeReport, serve, weighted_update};
 use flock_aggregator::store::ModelStore;
-use flock_model::ModelId;
+use flock_model::{ModelSpec, Params};
 use flock_transport::pki::{Ca, CertKind, Validity};
 
-const AGENTS: usize = 8;
-const ROUNDS: u64 = 10;
-const TIMEOUT_S: u64 = 600;
+const CLIP: f32 = 2.0;
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/data/breast_cancer.csv")
 }
 
-fn write(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
+fn timeout() -> Duration {
+    Duration::from_secs(
+        std::env::var("E2E_TIMEOUT_S")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(600),
+    )
 }
 
 fn floats(v: &[f32]) -> String {
@@ -37,84 +45,78 @@ fn floats(v: &[f32]) -> String {
         .join(", ")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn eight_agents_ten_rounds_bit_exact_and_accurate() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_test_writer()
-        .try_init();
-    let root = std::env::temp_dir().join(format!("flock-e2e-quic-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root).unwrap();
+/// A federation on disk: CA, certificates, each device's partition and configs.
+struct Federation {
+    root: PathBuf,
+    agents: usize,
+    scaler: Standardizer,
+    tests: Vec<Dataset>,
+}
 
-    // The operator's CA, the aggregator's certificate and one per device.
-    let ca = Ca::init(&root.join("ca"), "e2e CA").unwrap();
-    let certs = root.join("certs");
-    ca.issue(
-        "aggregator",
-        &CertKind::Server {
+impl Federation {
+    fn new(name: &str, agents: usize, rounds: u64, listen: SocketAddr) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+        let root = std::env::temp_dir().join(format!("flock-e2e-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+
+        let ca = Ca::init(&root.join("ca"), "e2e CA").unwrap();
+        let certs = root.join("certs");
+        let server = CertKind::Server {
             names: vec!["localhost".into()],
-        },
-        Validity::days(2),
-        &certs,
-    )
-    .unwrap();
-    for i in 0..AGENTS {
-        ca.issue(
-            &format!("device-{i}"),
-            &CertKind::Device,
-            Validity::days(2),
-            &certs,
-        )
-        .unwrap();
-    }
-
-    // Non-IID partitions; a held-out test split per device; the task's agreed scaling from the
-    // devices' training moments (what a secure moments round would give).
-    let data = CsvSource::new(fixture(), "label").load(2).unwrap();
-    let parts = dirichlet(data.labels(), 2, AGENTS, 0.5, 25, 11).unwrap();
-    let mut moments: Option<FeatureMoments> = None;
-    let mut tests = Vec::new();
-    for (i, part) in parts.iter().enumerate() {
-        let (train, test) = split(&data.select(part), 2, 0.2, 0).unwrap();
-        let m = FeatureMoments::of(&train);
-        match &mut moments {
-            Some(t) => t.merge(&m).unwrap(),
-            None => moments = Some(m),
+        };
+        ca.issue("aggregator", &server, Validity::days(2), &certs)
+            .unwrap();
+        for i in 0..agents {
+            ca.issue(
+                &format!("device-{i}"),
+                &CertKind::Device,
+                Validity::days(2),
+                &certs,
+            )
+            .unwrap();
         }
-        tests.push(test);
-        // The agent's own file: its whole partition (it splits off the same 20 % itself).
-        let dir = root.join(format!("device-{i}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let header = std::fs::read_to_string(fixture())
-            .unwrap()
-            .lines()
-            .next()
-            .unwrap()
-            .to_string();
-        let rows: Vec<String> = std::fs::read_to_string(fixture())
-            .unwrap()
-            .lines()
-            .skip(1)
-            .map(str::to_string)
-            .collect();
-        let body: Vec<&str> = part.iter().map(|&r| rows[r].as_str()).collect();
-        write(
-            &dir.join("data.csv"),
-            &format!("{header}\n{}\n", body.join("\n")),
-        );
-    }
-    let scaler: Standardizer = moments.unwrap().standardizer();
 
-    write(
-        &root.join("aggregator.toml"),
-        &format!(
-            r#"
+        // Non-IID partitions; each device holds out 20 % itself; the task's agreed scaling
+        // comes from the devices' training moments (what a secure moments round gives).
+        let data = CsvSource::new(fixture(), "label").load(2).unwrap();
+        let parts = dirichlet(data.labels(), 2, agents, 0.5, 25, 11).unwrap();
+        let text = std::fs::read_to_string(fixture()).unwrap();
+        let header = text.lines().next().unwrap();
+        let rows: Vec<&str> = text.lines().skip(1).collect();
+        let mut moments: Option<FeatureMoments> = None;
+        let mut tests = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            let (train, test) = split(&data.select(part), 2, 0.2, 0).unwrap();
+            let m = FeatureMoments::of(&train);
+            match &mut moments {
+                Some(t) => t.merge(&m).unwrap(),
+                None => moments = Some(m),
+            }
+            tests.push(test);
+            let dir = root.join(format!("device-{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let body: Vec<&str> = part.iter().map(|&r| rows[r]).collect();
+            std::fs::write(
+                dir.join("data.csv"),
+                format!("{header}\n{}\n", body.join("\n")),
+            )
+            .unwrap();
+        }
+        let scaler = moments.unwrap().standardizer();
+        std::fs::write(
+            root.join("aggregator.toml"),
+            format!(
+                r#"
 [task]
-name = "e2e-breast-cancer"
-rounds = {ROUNDS}
+name = "e2e-{name}"
+rounds = {rounds}
 seed = 3
 
 [model]
@@ -133,147 +135,275 @@ mean = [{}]
 std = [{}]
 
 [cohort]
-min = {AGENTS}
-max = {AGENTS}
+min = {agents}
+max = {agents}
 gather_ms = 100
 sample_cap = 100
 
 [secagg]
 dropout = 0.1
-clip_norm = 2.0
+clip_norm = {CLIP}
 phase_timeout_ms = 20000
 
 [server]
-listen = "127.0.0.1:0"
+listen = "{listen}"
 ca = "ca/ca.pem"
 crl = "ca/crl.pem"
 cert = "certs/aggregator.pem"
 key = "certs/aggregator.key"
 store = "store"
 "#,
-            floats(&scaler.mean),
-            floats(&scaler.std)
-        ),
-    );
-    let config = Config::load(&root.join("aggregator.toml")).unwrap();
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(serve(config, std::future::pending(), move |addr| {
-        let _ = addr_tx.send(addr);
-    }));
-    let addr = addr_rx.await.unwrap();
+                floats(&scaler.mean),
+                floats(&scaler.std)
+            ),
+        )
+        .unwrap();
+        Federation {
+            root,
+            agents,
+            scaler,
+            tests,
+        }
+    }
 
-    let device = TrainDevice::cpu();
-    let mut agents = Vec::new();
-    let rounds_seen = Arc::new(Mutex::new(Vec::new()));
-    for i in 0..AGENTS {
-        let dir = root.join(format!("device-{i}"));
-        write(
-            &dir.join("agent.toml"),
-            &format!(
-                r#"
-task = "e2e-breast-cancer"
+    fn config(&self) -> Config {
+        Config::load(&self.root.join("aggregator.toml")).unwrap()
+    }
+
+    /// Starts the aggregator; returns its task and its address once it listens.
+    async fn serve(
+        &self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> (tokio::task::JoinHandle<ServeReport>, SocketAddr) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let config = self.config();
+        let task = tokio::spawn(async move {
+            serve(config, shutdown, move |addr| {
+                let _ = tx.send(addr);
+            })
+            .await
+            .unwrap()
+        });
+        (task, rx.await.unwrap())
+    }
+
+    /// Starts every agent against `addr`; `seen` collects (agent, round, contributed).
+    fn agents(
+        &self,
+        addr: SocketAddr,
+        seen: &Arc<Mutex<Vec<(usize, u64, bool)>>>,
+    ) -> Vec<tokio::task::JoinHandle<AgentReport>> {
+        let device = TrainDevice::cpu();
+        (0..self.agents)
+            .map(|i| {
+                let dir = self.root.join(format!("device-{i}"));
+                std::fs::write(
+                    dir.join("agent.toml"),
+                    format!(
+                        r#"
+task = "{}"
 [aggregator]
 address = "{addr}"
-server_name = "localhost"
 [identity]
 ca = "../ca/ca.pem"
 cert = "../certs/device-{i}.pem"
 key = "../certs/device-{i}.key"
 [data]
 path = "data.csv"
-label = "label"
 [agent]
 state_dir = "state"
-"#
-            ),
-        );
-        let config = AgentConfig::load(&dir.join("agent.toml")).unwrap();
-        let seen = rounds_seen.clone();
-        let builder = AgentBuilder::new(config)
-            .device(device.clone())
-            .on_round(move |r| seen.lock().unwrap().push((i, r.round, r.contributed)));
-        agents.push(tokio::spawn(builder.run(std::future::pending())));
+max_backoff_ms = 1000
+"#,
+                        self.config().task.name
+                    ),
+                )
+                .unwrap();
+                let config = AgentConfig::load(&dir.join("agent.toml")).unwrap();
+                let seen = seen.clone();
+                let builder = AgentBuilder::new(config)
+                    .device(device.clone())
+                    .on_round(move |r| seen.lock().unwrap().push((i, r.round, r.contributed)));
+                tokio::spawn(async move { builder.run(std::future::pending()).await.unwrap() })
+            })
+            .collect()
     }
-    let report = tokio::time::timeout(
-        std::time::Duration::from_secs(
-            std::env::var("E2E_TIMEOUT_S")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(TIMEOUT_S),
-        ),
-        server,
-    )
-    .await
-    .expect("the task finishes within 10 minutes")
-    .unwrap()
-    .unwrap();
+
+    fn store(&self) -> ModelStore {
+        ModelStore::open(&self.root.join("store")).unwrap()
+    }
+
+    /// The final model's accuracy on every device's held-out split.
+    fn accuracy(&self, model: &Params) -> f64 {
+        let mut values = Vec::new();
+        let mut labels = Vec::new();
+        for t in &self.tests {
+            values.extend_from_slice(t.values());
+            labels.extend_from_slice(t.labels());
+        }
+        let mut pooled = Dataset::new(values, labels, 30).unwrap();
+        self.scaler.apply(&mut pooled).unwrap();
+        evaluate(&TrainDevice::cpu(), model, &pooled)
+            .unwrap()
+            .accuracy
+    }
+}
+
+fn bits(p: &Params) -> Vec<u32> {
+    p.values().iter().map(|x| x.to_bits()).collect()
+}
+
+fn revealed(root: &Path, agent: usize, round: u64) -> Vec<u32> {
+    let path = root.join(format!("device-{agent}/state/revealed/round-{round}.u32"));
+    std::fs::read(&path)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_agents_ten_rounds_bit_exact_and_accurate() {
+    const AGENTS: usize = 8;
+    const ROUNDS: u64 = 10;
+    let fed = Federation::new("bitexact", AGENTS, ROUNDS, ([127, 0, 0, 1], 0).into());
+    let (server, addr) = fed.serve(std::future::pending()).await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let agents = fed.agents(addr, &seen);
+    let report = tokio::time::timeout(timeout(), server)
+        .await
+        .expect("task finished")
+        .unwrap();
     let mut ids = Vec::new();
     for a in agents {
-        let r = a.await.unwrap().unwrap();
+        let r = a.await.unwrap();
         assert!(r.completed);
         assert_eq!(r.state.last_round, Some(ROUNDS));
         ids.push(r.client);
     }
     assert_eq!(report.rounds.len() as u64, ROUNDS);
     assert_eq!(report.state.round, ROUNDS);
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        AGENTS * ROUNDS as usize,
+        "every agent saw every round"
+    );
 
     // Bit for bit: each round's model = previous + FedAvg of the revealed quantised inputs.
-    let store = ModelStore::open(&root.join("store")).unwrap();
-    let init = flock_model::Params::init(&flock_model::ModelSpec::default_mlp(30, 2), 3).unwrap();
-    let mut previous = init;
+    let store = fed.store();
+    let mut previous = Params::init(&ModelSpec::default_mlp(30, 2), 3).unwrap();
     for summary in &report.rounds {
         assert_eq!(
             summary.contributors.len(),
             AGENTS,
-            "round {}: everyone contributes",
+            "round {}",
             summary.round
         );
         let mut sum: Vec<u32> = vec![0; previous.len() + 1];
         for id in &summary.contributors {
-            let i = ids.iter().position(|c| c == id).unwrap();
-            let path = root.join(format!(
-                "device-{i}/state/revealed/round-{}.u32",
-                summary.round
-            ));
-            let bytes = std::fs::read(&path).unwrap();
-            for (s, w) in sum.iter_mut().zip(bytes.chunks_exact(4)) {
-                *s = s.wrapping_add(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+            let agent = ids.iter().position(|c| c == id).unwrap();
+            for (s, w) in sum
+                .iter_mut()
+                .zip(revealed(&fed.root, agent, summary.round))
+            {
+                *s = s.wrapping_add(w);
             }
         }
-        let params = edge_kernels::QuantParams::new(summary.bits, 2.0).unwrap();
+        let params = edge_kernels::QuantParams::new(summary.bits, CLIP).unwrap();
         let mean = edge_kernels::dequantise_mean(&sum, AGENTS as u64, &params).unwrap();
-        let update = weighted_update(&mean, 2.0).unwrap();
-        let expected = previous.with_update(&update, 1.0).unwrap();
+        let expected = previous
+            .with_update(&weighted_update(&mean, CLIP).unwrap(), 1.0)
+            .unwrap();
         let stored = store.get(&summary.model).unwrap();
-        let b =
-            |p: &flock_model::Params| p.values().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(
-            b(&stored),
-            b(&expected),
-            "round {}: secure result differs from the clear one",
+            bits(&stored),
+            bits(&expected),
+            "round {}: secure ≠ clear",
             summary.round
         );
         previous = stored;
     }
 
-    // Every agent saw every round, and the final model is accurate on the devices' test data.
-    assert_eq!(rounds_seen.lock().unwrap().len(), AGENTS * ROUNDS as usize);
-    let last: ModelId = report.state.model;
-    let final_model = store.get(&last).unwrap();
-    let mut pooled_values = Vec::new();
-    let mut pooled_labels = Vec::new();
-    for t in &tests {
-        pooled_values.extend_from_slice(t.values());
-        pooled_labels.extend_from_slice(t.labels());
-    }
-    let mut pooled = Dataset::new(pooled_values, pooled_labels, 30).unwrap();
-    scaler.apply(&mut pooled).unwrap();
-    let eval = evaluate(&TrainDevice::cpu(), &final_model, &pooled).unwrap();
-    eprintln!(
-        "final accuracy over the devices' test splits: {:.4} ({} samples)",
-        eval.accuracy, eval.samples
+    let accuracy = fed.accuracy(&previous);
+    eprintln!("final accuracy over the devices' test splits: {accuracy:.4}");
+    assert!(accuracy >= 0.95, "{accuracy}");
+    let state = AgentState::load(&fed.root.join("device-0/state")).unwrap();
+    assert_eq!(state.model, Some(report.state.model.to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_aggregator_continues_with_the_next_round() {
+    const AGENTS: usize = 4;
+    const ROUNDS: u64 = 6;
+    // A fixed port, so that the agents find the restarted aggregator where they left it.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let fed = Federation::new("restart", AGENTS, ROUNDS, ([127, 0, 0, 1], port).into());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (first, addr) = fed
+        .serve(async move {
+            let _ = stop_rx.await;
+        })
+        .await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let agents = fed.agents(addr, &seen);
+
+    // Kill it once round 2 is in the store.
+    let store = fed.store();
+    tokio::time::timeout(timeout(), async {
+        while store
+            .state("e2e-restart")
+            .unwrap()
+            .is_none_or(|s| s.round < 2)
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let _ = stop_tx.send(());
+    let first = first.await.unwrap();
+    let stopped_at = first.state.round;
+    assert!(
+        stopped_at >= 2 && stopped_at < ROUNDS,
+        "stopped after round {stopped_at}"
     );
-    assert!(eval.accuracy >= 0.95, "{}", eval.accuracy);
-    let state = AgentState::load(&root.join("device-0/state")).unwrap();
-    assert_eq!(state.model.as_deref(), Some(last.to_string().as_str()));
+
+    // The killed aggregator's socket closes once its last connection task has let go.
+    tokio::time::timeout(timeout(), async {
+        while std::net::UdpSocket::bind(addr).is_err() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let (second, _) = fed.serve(std::future::pending()).await;
+    let second = tokio::time::timeout(timeout(), second)
+        .await
+        .expect("finished")
+        .unwrap();
+    for a in agents {
+        let r = a.await.unwrap();
+        assert!(r.completed);
+        assert_eq!(r.state.last_round, Some(ROUNDS));
+    }
+    let rounds: Vec<u64> = first
+        .rounds
+        .iter()
+        .chain(&second.rounds)
+        .map(|r| r.round)
+        .collect();
+    assert_eq!(
+        rounds,
+        (1..=ROUNDS).collect::<Vec<_>>(),
+        "no round lost or repeated"
+    );
+    assert_eq!(second.rounds[0].round, stopped_at + 1);
+    // Every round's model is in the store and chains from the one before.
+    for r in first.rounds.iter().chain(&second.rounds) {
+        store.get(&r.model).unwrap();
+    }
+    assert_eq!(second.state.round, ROUNDS);
 }
