@@ -14,10 +14,11 @@ use flock_protocol::{AbortError, ClientError, ClientId, Phase};
 use proptest::prelude::*;
 use support::{Drop, Round, config};
 
-const EARLY: [Drop; 4] = [
+const EARLY: [Drop; 5] = [
     Drop::BeforeAdvert,
     Drop::BeforeShares,
     Drop::BeforeInput,
+    Drop::AfterInput,
     Drop::BeforeUnmask,
 ];
 

@@ -63,7 +63,12 @@ impl Server {
     pub(super) fn end_masked_input(&mut self) -> Result<Option<Phase>, AbortError> {
         let phase = Phase::MaskedInput;
         self.partial.clear();
-        let u3 = self.answered();
+        // Everyone whose whole masked input arrived is in the sum, even if it was lost (or
+        // excluded) afterwards within this phase: its vector is already folded in, so its
+        // self mask must be removed like any survivor's (rebuilt from its neighbours' shares),
+        // never its pairwise masks cancelled as if it had dropped. It is not asked to answer
+        // the unmask request (`excluded` stays set), so the round does not wait for it.
+        let u3 = self.delivered.clone();
         self.require_count(&u3, phase)?;
         let t = self.config.threshold as usize;
         // Every survivor's self-mask seed and every dropped client's key must be rebuildable

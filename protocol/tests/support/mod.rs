@@ -31,22 +31,26 @@ pub enum Drop {
     BeforeInput,
     /// Sends the first chunk of its input, then vanishes.
     MidInput,
+    /// Sends its whole input and vanishes at once, while others may still be uploading
+    /// (the transport notices within the masked-input phase).
+    AfterInput,
     /// Sends its whole input, then never answers the unmask request.
     BeforeUnmask,
 }
 
 impl Drop {
-    pub const ALL: [Drop; 5] = [
+    pub const ALL: [Drop; 6] = [
         Drop::BeforeAdvert,
         Drop::BeforeShares,
         Drop::BeforeInput,
         Drop::MidInput,
+        Drop::AfterInput,
         Drop::BeforeUnmask,
     ];
 
     /// Whether a client dropping here still has its input in the sum.
     pub fn contributes(self) -> bool {
-        self == Drop::BeforeUnmask
+        matches!(self, Drop::AfterInput | Drop::BeforeUnmask)
     }
 }
 
@@ -226,10 +230,19 @@ impl Round {
                 if let Some(tamper) = self.tamper_client.as_mut() {
                     tamper(id, &mut msg);
                 }
+                let last_chunk = matches!(&msg, ClientMessage::MaskedChunk(c)
+                    if c.offset as usize + c.words.len() / 4 == c.total as usize);
                 if let Err(e) = self.server.handle(id, msg, self.now) {
                     self.server_errors.push(e);
                 }
                 moved = true;
+                if last_chunk && self.drops.get(&id) == Some(&Drop::AfterInput) {
+                    self.clients.remove(&id);
+                    if self.notice_drops {
+                        self.server.client_lost(id, self.now);
+                    }
+                    break;
+                }
             }
         }
         moved
