@@ -548,17 +548,21 @@ async fn connection(incoming: quinn::Incoming, events: mpsc::UnboundedSender<Eve
     {
         return;
     }
+    // Streams are read concurrently; when the connection ends, the ones already received are
+    // delivered before the loss, so that an input that arrived before a device vanished counts.
+    let mut reads = tokio::task::JoinSet::new();
     loop {
         let stream = match conn.accept_uni().await {
             Ok(s) => s,
             Err(e) => {
                 info!(%client, "connection closed: {e}");
+                while reads.join_next().await.is_some() {}
                 let _ = events.send(Event::Lost { client, conn_id });
                 return;
             }
         };
         let events = events.clone();
-        tokio::spawn(async move {
+        reads.spawn(async move {
             match frames::read::<AgentMessage>(stream).await {
                 Ok(msg) => {
                     let _ = events.send(Event::Message { client, msg });
@@ -566,6 +570,8 @@ async fn connection(incoming: quinn::Incoming, events: mpsc::UnboundedSender<Eve
                 Err(e) => warn!(%client, "stream closed: {e}"),
             }
         });
+        // Reap finished reads so the set does not grow over a long connection.
+        while reads.try_join_next().is_some() {}
     }
 }
 

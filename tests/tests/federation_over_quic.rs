@@ -3,7 +3,7 @@
 //!
 //! - 8 agents × 10 rounds: after every round the stored global model equals, bit for bit, the
 //!   previous one plus the FedAvg of the same quantised inputs summed in the clear (the agents
-//!   reveal their inputs through the `test-reveal` feature); the final model reaches 0.95.
+//!   reveal their inputs through the `test-hooks` feature); the final model reaches 0.95.
 //! - The aggregator killed between rounds and started again continues from its store with the
 //!   next round: no round lost or repeated, and the agents reconnect by themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use flock_agent::data::partition::dirichlet;
 use flock_agent::data::{CsvSource, DataSource, Dataset, FeatureMoments, Standardizer, split};
-use flock_agent::service::{AgentBuilder, AgentConfig, AgentReport, AgentState};
+use flock_agent::service::{AgentBuilder, AgentConfig, AgentError, AgentReport, AgentState};
 use flock_agent::train::{TrainDevice, evaluate};
 use flock_aggregator::config::Config;
 use flock_aggregator::service::{ServeReport, serve, weighted_update};
@@ -54,7 +54,7 @@ struct Federation {
 }
 
 impl Federation {
-    fn new(name: &str, agents: usize, rounds: u64, listen: SocketAddr) -> Self {
+    fn new(name: &str, agents: usize, min: usize, rounds: u64, listen: SocketAddr) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
@@ -135,7 +135,7 @@ mean = [{}]
 std = [{}]
 
 [cohort]
-min = {agents}
+min = {min}
 max = {agents}
 gather_ms = 100
 sample_cap = 100
@@ -192,7 +192,8 @@ store = "store"
         &self,
         addr: SocketAddr,
         seen: &Arc<Mutex<Vec<(usize, u64, bool)>>>,
-    ) -> Vec<tokio::task::JoinHandle<AgentReport>> {
+        hooks: impl Fn(usize, AgentBuilder) -> AgentBuilder,
+    ) -> Vec<tokio::task::JoinHandle<Result<AgentReport, AgentError>>> {
         let device = TrainDevice::cpu();
         (0..self.agents)
             .map(|i| {
@@ -223,7 +224,8 @@ max_backoff_ms = 1000
                 let builder = AgentBuilder::new(config)
                     .device(device.clone())
                     .on_round(move |r| seen.lock().unwrap().push((i, r.round, r.contributed)));
-                tokio::spawn(async move { builder.run(std::future::pending()).await.unwrap() })
+                let builder = hooks(i, builder);
+                tokio::spawn(async move { builder.run(std::future::pending()).await })
             })
             .collect()
     }
@@ -248,6 +250,44 @@ max_backoff_ms = 1000
     }
 }
 
+/// Each round's stored model = the previous one + the FedAvg of the contributors' revealed
+/// quantised inputs summed in the clear, bit for bit. Returns the last model.
+fn check_bit_exact(
+    fed: &Federation,
+    report: &ServeReport,
+    ids: &[flock_protocol::ClientId],
+) -> Params {
+    let store = fed.store();
+    let mut previous = Params::init(&ModelSpec::default_mlp(30, 2), 3).unwrap();
+    for summary in &report.rounds {
+        let mut sum: Vec<u32> = vec![0; previous.len() + 1];
+        for id in &summary.contributors {
+            let agent = ids.iter().position(|c| c == id).unwrap();
+            for (s, w) in sum
+                .iter_mut()
+                .zip(revealed(&fed.root, agent, summary.round))
+            {
+                *s = s.wrapping_add(w);
+            }
+        }
+        let params = edge_kernels::QuantParams::new(summary.bits, CLIP).unwrap();
+        let n = summary.contributors.len() as u64;
+        let mean = edge_kernels::dequantise_mean(&sum, n, &params).unwrap();
+        let expected = previous
+            .with_update(&weighted_update(&mean, CLIP).unwrap(), 1.0)
+            .unwrap();
+        let stored = store.get(&summary.model).unwrap();
+        assert_eq!(
+            bits(&stored),
+            bits(&expected),
+            "round {}: secure ≠ clear",
+            summary.round
+        );
+        previous = stored;
+    }
+    previous
+}
+
 fn bits(p: &Params) -> Vec<u32> {
     p.values().iter().map(|x| x.to_bits()).collect()
 }
@@ -265,17 +305,23 @@ fn revealed(root: &Path, agent: usize, round: u64) -> Vec<u32> {
 async fn eight_agents_ten_rounds_bit_exact_and_accurate() {
     const AGENTS: usize = 8;
     const ROUNDS: u64 = 10;
-    let fed = Federation::new("bitexact", AGENTS, ROUNDS, ([127, 0, 0, 1], 0).into());
+    let fed = Federation::new(
+        "bitexact",
+        AGENTS,
+        AGENTS,
+        ROUNDS,
+        ([127, 0, 0, 1], 0).into(),
+    );
     let (server, addr) = fed.serve(std::future::pending()).await;
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let agents = fed.agents(addr, &seen);
+    let agents = fed.agents(addr, &seen, |_, b| b);
     let report = tokio::time::timeout(timeout(), server)
         .await
         .expect("task finished")
         .unwrap();
     let mut ids = Vec::new();
     for a in agents {
-        let r = a.await.unwrap();
+        let r = a.await.unwrap().unwrap();
         assert!(r.completed);
         assert_eq!(r.state.last_round, Some(ROUNDS));
         ids.push(r.client);
@@ -288,41 +334,7 @@ async fn eight_agents_ten_rounds_bit_exact_and_accurate() {
         "every agent saw every round"
     );
 
-    // Bit for bit: each round's model = previous + FedAvg of the revealed quantised inputs.
-    let store = fed.store();
-    let mut previous = Params::init(&ModelSpec::default_mlp(30, 2), 3).unwrap();
-    for summary in &report.rounds {
-        assert_eq!(
-            summary.contributors.len(),
-            AGENTS,
-            "round {}",
-            summary.round
-        );
-        let mut sum: Vec<u32> = vec![0; previous.len() + 1];
-        for id in &summary.contributors {
-            let agent = ids.iter().position(|c| c == id).unwrap();
-            for (s, w) in sum
-                .iter_mut()
-                .zip(revealed(&fed.root, agent, summary.round))
-            {
-                *s = s.wrapping_add(w);
-            }
-        }
-        let params = edge_kernels::QuantParams::new(summary.bits, CLIP).unwrap();
-        let mean = edge_kernels::dequantise_mean(&sum, AGENTS as u64, &params).unwrap();
-        let expected = previous
-            .with_update(&weighted_update(&mean, CLIP).unwrap(), 1.0)
-            .unwrap();
-        let stored = store.get(&summary.model).unwrap();
-        assert_eq!(
-            bits(&stored),
-            bits(&expected),
-            "round {}: secure ≠ clear",
-            summary.round
-        );
-        previous = stored;
-    }
-
+    let previous = check_bit_exact(&fed, &report, &ids);
     let accuracy = fed.accuracy(&previous);
     eprintln!("final accuracy over the devices' test splits: {accuracy:.4}");
     assert!(accuracy >= 0.95, "{accuracy}");
@@ -340,7 +352,13 @@ async fn a_restarted_aggregator_continues_with_the_next_round() {
         .local_addr()
         .unwrap()
         .port();
-    let fed = Federation::new("restart", AGENTS, ROUNDS, ([127, 0, 0, 1], port).into());
+    let fed = Federation::new(
+        "restart",
+        AGENTS,
+        AGENTS,
+        ROUNDS,
+        ([127, 0, 0, 1], port).into(),
+    );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (first, addr) = fed
         .serve(async move {
@@ -348,7 +366,7 @@ async fn a_restarted_aggregator_continues_with_the_next_round() {
         })
         .await;
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let agents = fed.agents(addr, &seen);
+    let agents = fed.agents(addr, &seen, |_, b| b);
 
     // Kill it once round 2 is in the store.
     let store = fed.store();
@@ -385,7 +403,7 @@ async fn a_restarted_aggregator_continues_with_the_next_round() {
         .expect("finished")
         .unwrap();
     for a in agents {
-        let r = a.await.unwrap();
+        let r = a.await.unwrap().unwrap();
         assert!(r.completed);
         assert_eq!(r.state.last_round, Some(ROUNDS));
     }
@@ -406,4 +424,60 @@ async fn a_restarted_aggregator_continues_with_the_next_round() {
         store.get(&r.model).unwrap();
     }
     assert_eq!(second.state.round, ROUNDS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn agents_vanishing_at_each_phase_leave_exact_rounds() {
+    use flock_protocol::ClientPhase::{
+        AwaitingAdverts, AwaitingResult, AwaitingShares, AwaitingUnmaskRequest,
+    };
+    const AGENTS: usize = 8;
+    const ROUNDS: u64 = 5;
+    let fed = Federation::new("dropouts", AGENTS, 4, ROUNDS, ([127, 0, 0, 1], 0).into());
+    let (server, addr) = fed.serve(std::future::pending()).await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    // Agent i vanishes in round i + 1, each at another phase; agents 4..8 stay.
+    let plan = [
+        (1, AwaitingAdverts),
+        (2, AwaitingShares),
+        (3, AwaitingUnmaskRequest),
+        (4, AwaitingResult),
+    ];
+    let agents = fed.agents(addr, &seen, |i, b| match plan.get(i) {
+        Some(&(round, phase)) => b.vanish_at(round, phase),
+        None => b,
+    });
+    let report = tokio::time::timeout(timeout(), server)
+        .await
+        .expect("task finished")
+        .unwrap();
+    let mut ids = Vec::new();
+    for (i, a) in agents.into_iter().enumerate() {
+        match a.await.unwrap() {
+            Ok(r) => {
+                assert!(i >= plan.len(), "agent {i} should have vanished");
+                assert!(r.completed);
+                ids.push(r.client);
+            }
+            Err(e) => {
+                assert!(i < plan.len(), "agent {i}: {e}");
+                assert!(
+                    e.to_string()
+                        .contains(&format!("vanished in round {}", plan[i].0)),
+                    "{e}"
+                );
+                let key = fed.root.join(format!("certs/device-{i}.key"));
+                let identity = flock_agent::service::load_identity(&key).unwrap();
+                ids.push(flock_protocol::ClientId::from_identity(&identity.public()));
+            }
+        }
+    }
+    // Who is in each round's sum: gone before its masked input, out; gone after, in (its self
+    // mask is rebuilt from its neighbours' shares).
+    let contributors: Vec<usize> = report.rounds.iter().map(|r| r.contributors.len()).collect();
+    assert_eq!(contributors, [7, 6, 6, 5, 4], "per round");
+    let dropped_after_input = ids[2];
+    assert!(report.rounds[2].contributors.contains(&dropped_after_input));
+    assert!(!report.rounds[0].contributors.contains(&ids[0]));
+    check_bit_exact(&fed, &report, &ids);
 }

@@ -62,6 +62,10 @@ pub enum AgentError {
         /// Why.
         cause: std::io::Error,
     },
+    /// The agent vanished where a test told it to ([`AgentBuilder::vanish_at`]).
+    #[cfg(feature = "test-hooks")]
+    #[error("vanished in round {0} as the test asked")]
+    Vanished(u64),
     /// No data source: neither `[data]` in the config nor one given to the builder.
     #[error("no data: add a [data] section or give the builder a data source")]
     NoData,
@@ -116,6 +120,8 @@ pub struct AgentBuilder {
     source: Option<Box<dyn DataSource + Send + Sync>>,
     device: Option<TrainDevice>,
     on_round: Option<RoundCallback>,
+    #[cfg(feature = "test-hooks")]
+    vanish_at: Option<(u64, ClientPhase)>,
 }
 
 impl AgentBuilder {
@@ -127,7 +133,17 @@ impl AgentBuilder {
             source: None,
             device: None,
             on_round: None,
+            #[cfg(feature = "test-hooks")]
+            vanish_at: None,
         }
+    }
+
+    /// Test hook: in round `round`, once this agent's SecAgg+ client reaches `phase`, close
+    /// the connection and stop (as a device losing power would).
+    #[cfg(feature = "test-hooks")]
+    pub fn vanish_at(mut self, round: u64, phase: ClientPhase) -> Self {
+        self.vanish_at = Some((round, phase));
+        self
     }
 
     /// Uses this identity instead of reading `identity.key` (it must be the certificate's key).
@@ -204,6 +220,8 @@ impl AgentBuilder {
             prepared: None,
             round: None,
             backlog: VecDeque::new(),
+            #[cfg(feature = "test-hooks")]
+            vanish_at: self.vanish_at,
         };
         let mut backoff = Duration::from_millis(250);
         tokio::pin!(shutdown);
@@ -277,6 +295,8 @@ struct Session {
     prepared: Option<Prepared>,
     round: Option<ActiveRound>,
     backlog: VecDeque<AggregatorMessage>,
+    #[cfg(feature = "test-hooks")]
+    vanish_at: Option<(u64, ClientPhase)>,
 }
 
 struct Link {
@@ -547,7 +567,7 @@ impl Session {
         .map_err(|e| AgentError::Protocol(format!("training task failed: {e}")))??;
         let train_seconds = started.elapsed().as_secs_f64();
         let input = masked_input_words(&config, update.delta, update.samples, sample_cap)?;
-        #[cfg(feature = "test-reveal")]
+        #[cfg(feature = "test-hooks")]
         self.reveal(number, &input);
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed)
@@ -578,7 +598,7 @@ impl Session {
         Ok(())
     }
 
-    #[cfg(feature = "test-reveal")]
+    #[cfg(feature = "test-hooks")]
     fn reveal(&self, round: u64, input: &[u32]) {
         let dir = self.cfg.agent.state_dir.join("revealed");
         let bytes: Vec<u8> = input.iter().flat_map(|w| w.to_le_bytes()).collect();
@@ -606,6 +626,10 @@ impl Session {
         let attempt = r.attempt;
         for msg in out {
             frames::send(&link.conn, &AgentMessage::Secagg { attempt, msg }).await?;
+        }
+        #[cfg(feature = "test-hooks")]
+        if self.vanish_at == Some((r.number, r.client.phase())) {
+            return Err(AgentError::Vanished(r.number));
         }
         Ok(())
     }
