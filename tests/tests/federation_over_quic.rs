@@ -25,6 +25,9 @@ use flock_transport::pki::{Ca, CertKind, Validity};
 
 const CLIP: f32 = 2.0;
 
+/// (agent, round, contributed) as the agents' round callbacks saw them.
+type Seen = Arc<Mutex<Vec<(usize, u64, bool)>>>;
+
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/data/breast_cancer.csv")
 }
@@ -191,7 +194,7 @@ store = "store"
     fn agents(
         &self,
         addr: SocketAddr,
-        seen: &Arc<Mutex<Vec<(usize, u64, bool)>>>,
+        seen: &Seen,
         hooks: impl Fn(usize, AgentBuilder) -> AgentBuilder,
     ) -> Vec<tokio::task::JoinHandle<Result<AgentReport, AgentError>>> {
         let device = TrainDevice::cpu();
@@ -385,7 +388,7 @@ async fn a_restarted_aggregator_continues_with_the_next_round() {
     let first = first.await.unwrap();
     let stopped_at = first.state.round;
     assert!(
-        stopped_at >= 2 && stopped_at < ROUNDS,
+        (2..ROUNDS).contains(&stopped_at),
         "stopped after round {stopped_at}"
     );
 
