@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 
+use flock_protocol::session::{AgentMessage, AggregatorMessage};
 use flock_protocol::shamir::Share;
 use flock_protocol::wire::{
     self, ClientMessage, KeyAdvert, MaskedChunk, SealedShare, ServerMessage, ShareUpload,
@@ -144,12 +145,106 @@ fn check<M: wire::WireMessage + PartialEq + std::fmt::Debug>(name: &str, msg: &M
     );
 }
 
+fn agent_samples() -> Vec<(&'static str, AgentMessage)> {
+    vec![
+        (
+            "agent-hello",
+            AgentMessage::Hello {
+                task: TaskId([0x7A; 32]),
+                last_round: Some(4),
+            },
+        ),
+        (
+            "agent-fetch-model",
+            AgentMessage::FetchModel { id: [0x11; 32] },
+        ),
+        (
+            "agent-secagg",
+            AgentMessage::Secagg {
+                attempt: 9,
+                msg: ClientMessage::Advert(advert(7)),
+            },
+        ),
+        ("agent-leave", AgentMessage::Leave),
+    ]
+}
+
+fn aggregator_samples() -> Vec<(&'static str, AggregatorMessage)> {
+    let config = server_samples()
+        .into_iter()
+        .find_map(|(_, m)| match m {
+            ServerMessage::Start(c) => Some(c),
+            _ => None,
+        })
+        .unwrap();
+    vec![
+        (
+            "aggregator-welcome",
+            AggregatorMessage::Welcome {
+                client: ClientId(7),
+                task: br#"{"name":"t"}"#.to_vec(),
+            },
+        ),
+        (
+            "aggregator-round",
+            AggregatorMessage::Round {
+                attempt: 9,
+                config,
+                model: [0x22; 32],
+                sample_cap: 100,
+            },
+        ),
+        (
+            "aggregator-model-chunk",
+            AggregatorMessage::ModelChunk {
+                id: [0x22; 32],
+                offset: 512,
+                total: 1000,
+                bytes: vec![0xAB; 16],
+            },
+        ),
+        (
+            "aggregator-secagg",
+            AggregatorMessage::Secagg {
+                attempt: 9,
+                msg: ServerMessage::Finished(vec![ClientId(3), ClientId(7)]),
+            },
+        ),
+        (
+            "aggregator-round-done",
+            AggregatorMessage::RoundDone {
+                round: 4,
+                model: [0x33; 32],
+                contributors: vec![ClientId(3), ClientId(7)],
+                last: false,
+            },
+        ),
+        (
+            "aggregator-task-complete",
+            AggregatorMessage::TaskComplete {
+                round: 10,
+                model: [0x44; 32],
+            },
+        ),
+        (
+            "aggregator-refused",
+            AggregatorMessage::Refused("another task".into()),
+        ),
+    ]
+}
+
 #[test]
 fn golden_frames_decode_and_re_encode_byte_for_byte() {
     for (name, msg) in client_samples() {
         check(name, &msg);
     }
     for (name, msg) in server_samples() {
+        check(name, &msg);
+    }
+    for (name, msg) in agent_samples() {
+        check(name, &msg);
+    }
+    for (name, msg) in aggregator_samples() {
         check(name, &msg);
     }
 }
@@ -164,6 +259,16 @@ fn golden_frames() -> Vec<Vec<u8>> {
             .iter()
             .map(|(_, m)| wire::encode(m).unwrap()),
     );
+    v.extend(
+        agent_samples()
+            .iter()
+            .map(|(_, m)| wire::encode(m).unwrap()),
+    );
+    v.extend(
+        aggregator_samples()
+            .iter()
+            .map(|(_, m)| wire::encode(m).unwrap()),
+    );
     v
 }
 
@@ -174,6 +279,8 @@ proptest! {
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let _ = wire::decode::<ClientMessage>(&bytes);
         let _ = wire::decode::<ServerMessage>(&bytes);
+        let _ = wire::decode::<AgentMessage>(&bytes);
+        let _ = wire::decode::<AggregatorMessage>(&bytes);
         let _ = wire::frame_len(&bytes);
     }
 
@@ -191,6 +298,8 @@ proptest! {
         }
         let _ = wire::decode::<ClientMessage>(&f);
         let _ = wire::decode::<ServerMessage>(&f);
+        let _ = wire::decode::<AgentMessage>(&f);
+        let _ = wire::decode::<AggregatorMessage>(&f);
         let end = cut.index(f.len() + 1);
         prop_assert!(wire::decode::<ClientMessage>(&f[..end]).is_err() || end == f.len());
     }
