@@ -249,3 +249,48 @@ fn without_an_adapter_training_falls_back_to_the_cpu_unless_the_gpu_is_forced() 
     assert!(!ok);
     assert!(stderr.contains("no GPU for training"), "{stderr}");
 }
+
+#[cfg(feature = "train")]
+#[test]
+fn status_reads_the_persisted_state_and_config_errors_name_the_key() {
+    let dir = out_dir("status");
+    std::fs::create_dir_all(dir.join("state")).unwrap();
+    let config = dir.join("agent.toml");
+    let text = r#"
+task = "demo"
+[aggregator]
+address = "127.0.0.1:7443"
+[identity]
+ca = "ca.pem"
+cert = "d.pem"
+key = "d.key"
+"#;
+    std::fs::write(&config, text).unwrap();
+    let (ok, stdout, stderr) = run(&["status", "--config", config.to_str().unwrap()], &[]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("last round:  none"), "{stdout}");
+    std::fs::write(
+        dir.join("state/state.json"),
+        r#"{"task":"demo","client":42,"last_round":7,"model":"ab","contributed":6}"#,
+    )
+    .unwrap();
+    let (ok, stdout, _) = run(&["status", "--config", config.to_str().unwrap()], &[]);
+    assert!(ok);
+    assert!(
+        stdout.contains("client id:   42") && stdout.contains("last round:  7"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("contributed: 6 rounds"), "{stdout}");
+
+    std::fs::write(
+        &config,
+        text.replace("[identity]", "[identity]\nkye = \"x\""),
+    )
+    .unwrap();
+    let (ok, _, stderr) = run(&["status", "--config", config.to_str().unwrap()], &[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("unknown field `kye`") && stderr.contains("agent.toml"),
+        "{stderr}"
+    );
+}
