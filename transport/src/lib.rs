@@ -9,6 +9,7 @@
 //! - [`endpoint`]: quinn endpoints with those configurations, idle timeout and keep-alive.
 //! - [`frames`]: one protocol frame per unidirectional stream, size-limited before anything is
 //!   buffered.
+//! - [`shutdown_signal`]: SIGTERM or Ctrl-C, for both services.
 //! - [`TransportError`]: what went wrong, in words an operator can act on; a client whose
 //!   certificate is refused learns it on its first stream operation (TLS 1.3 finishes the
 //!   client's handshake before the server has judged its certificate) and gets
@@ -18,9 +19,11 @@ pub mod endpoint;
 mod error;
 pub mod frames;
 pub mod pki;
+mod signal;
 pub mod tls;
 
 pub use error::TransportError;
+pub use signal::shutdown_signal;
 
 /// The ALPN protocol id every flock connection negotiates.
 pub const ALPN: &[u8] = b"flock/1";

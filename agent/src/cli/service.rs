@@ -4,6 +4,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use flock_agent::service::{AgentBuilder, AgentConfig, AgentState};
+use flock_transport::shutdown_signal;
 
 pub(crate) fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = AgentConfig::load(config_path)?;
@@ -57,19 +58,4 @@ pub(crate) fn status(config_path: &Path) -> anyhow::Result<()> {
     println!("model:       {}", state.model.as_deref().unwrap_or("none"));
     println!("contributed: {} rounds", state.contributed);
     Ok(())
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {},
-                _ = tokio::signal::ctrl_c() => {},
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 use flock_aggregator::config::Config;
 use flock_aggregator::service::serve;
+use flock_transport::shutdown_signal;
 
 pub(crate) fn run(config_path: &Path, json_logs: bool) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -41,19 +42,4 @@ pub(crate) fn run(config_path: &Path, json_logs: bool) -> anyhow::Result<()> {
         report.state.round, report.state.model
     );
     Ok(())
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {},
-                _ = tokio::signal::ctrl_c() => {},
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
