@@ -50,16 +50,24 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The service logs its rounds (to the journal under systemd); the one-shot commands print
+    // their results and log only warnings. wgpu's GL backend reports a missing EGL driver as an
+    // error while the adapter search goes on to Vulkan: noise to a user.
+    #[cfg(feature = "train")]
+    let service = matches!(cli.command, Command::Run { .. });
+    #[cfg(not(feature = "train"))]
+    let service = false;
+    let default = if service { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                // wgpu's GL backend reports a missing EGL driver as an error while the adapter
-                // search goes on to Vulkan; that is noise to a user.
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,wgpu_hal::gles=off")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(format!("{default},wgpu_hal::gles=off"))
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    match cli.command {
         Command::Partition(args) => cli::partition::run(&args)?,
         #[cfg(feature = "train")]
         Command::TrainLocal(args) => cli::train::train(&args)?,
