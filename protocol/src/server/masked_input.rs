@@ -1,4 +1,5 @@
-//! Server, phase 3: receive masked inputs chunk by chunk. A client's vector is folded into the
+//! Server, phase 3: receive masked inputs chunk by chunk, in any order (each chunk names its
+//! offset; streams overtake each other). A client's vector is folded into the
 //! running modular sum the moment its last chunk arrives, and its buffer freed; a client that
 //! stops half-way contributes nothing (its partial vector is dropped with it), so the sum only
 //! ever holds whole inputs.
@@ -6,7 +7,25 @@
 use super::{AbortError, Server, ServerError};
 use crate::config::ClientId;
 use crate::phase::Phase;
-use crate::wire::{MaskedChunk, ServerMessage, UnmaskRequest};
+use crate::wire::{CHUNK_WORDS, MaskedChunk, ServerMessage, UnmaskRequest};
+
+/// A client's masked vector while its chunks arrive.
+pub(super) struct Upload {
+    words: Vec<u32>,
+    filled: Vec<bool>,
+    missing: usize,
+}
+
+impl Upload {
+    fn new(total: usize) -> Self {
+        let slots = total.div_ceil(CHUNK_WORDS);
+        Self {
+            words: vec![0; total],
+            filled: vec![false; slots],
+            missing: slots,
+        }
+    }
+}
 
 impl Server {
     pub(super) fn on_chunk(
@@ -32,27 +51,42 @@ impl Server {
                 format!("chunk of {} bytes is not whole words", chunk.words.len()),
             ));
         }
-        let upload = self
-            .partial
-            .entry(index)
-            .or_insert_with(|| Vec::with_capacity(total));
-        let received = upload.len();
+        // Chunks travel on independent streams and may arrive in any order: each lands at its
+        // offset, which must start a chunk slot; a slot filled twice is refused.
         let count = chunk.words.len() / 4;
-        if chunk.offset as usize != received || received + count > total {
+        let offset = chunk.offset as usize;
+        let slot = offset / CHUNK_WORDS;
+        let expected = CHUNK_WORDS.min(total.saturating_sub(offset));
+        if !offset.is_multiple_of(CHUNK_WORDS) || offset >= total || count != expected {
             return Err(Self::invalid(
                 from,
                 phase,
                 format!(
-                    "chunk at word {} of {count} words, expected word {received} of {total}",
-                    chunk.offset
+                    "chunk at word {offset} of {count} words: chunks start at multiples of \
+                     {CHUNK_WORDS} and fill their slot of a {total}-word vector"
                 ),
             ));
         }
+        let upload = self
+            .partial
+            .entry(index)
+            .or_insert_with(|| Upload::new(total));
+        if upload.filled[slot] {
+            return Err(Self::invalid(
+                from,
+                phase,
+                format!("chunk at word {offset} sent twice"),
+            ));
+        }
         let (words, _) = chunk.words.as_chunks::<4>();
-        upload.extend(words.iter().map(|w| u32::from_le_bytes(*w)));
-        if upload.len() == total {
+        for (dst, w) in upload.words[offset..offset + count].iter_mut().zip(words) {
+            *dst = u32::from_le_bytes(*w);
+        }
+        upload.filled[slot] = true;
+        upload.missing -= 1;
+        if upload.missing == 0 {
             if let Some(done) = self.partial.remove(&index) {
-                edge_kernels::add_assign_mod(&mut self.acc, &done)
+                edge_kernels::add_assign_mod(&mut self.acc, &done.words)
                     .map_err(|e| Self::invalid(from, phase, e.to_string()))?;
             }
             self.delivered.insert(index);

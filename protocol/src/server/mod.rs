@@ -56,8 +56,8 @@ pub struct Server {
     /// Clients whose shares went out: `U2`.
     sharers: BTreeSet<u32>,
     acc: Vec<u32>,
-    /// Masked inputs still arriving, by client: the words received so far.
-    partial: HashMap<u32, Vec<u32>>,
+    /// Masked inputs still arriving, by client: the chunks received so far.
+    partial: HashMap<u32, masked_input::Upload>,
     requests: BTreeMap<u32, UnmaskRequest>,
     self_mask_shares: BTreeMap<u32, Vec<Share>>,
     mask_key_shares: BTreeMap<u32, Vec<Share>>,
