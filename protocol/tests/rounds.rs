@@ -82,6 +82,19 @@ fn dropouts_at_every_phase_within_the_threshold_are_exact() {
 }
 
 #[test]
+fn chunks_arriving_last_first_are_summed_exactly() {
+    // Three chunks per vector, delivered in reverse, as QUIC streams may overtake each other.
+    let d = 2 * flock_protocol::wire::CHUNK_WORDS as u32 + 5;
+    let (config, ids) = config(6, d, 12);
+    let mut round = Round::new(config, ids, 12);
+    round.reverse_chunks = true;
+    let out = round.run().unwrap();
+    assert!(round.server_errors.is_empty(), "{:?}", round.server_errors);
+    assert_eq!(out.contributors.len(), 6);
+    assert!(out.sum == round.plain_sum(&out.contributors));
+}
+
+#[test]
 fn a_client_that_stops_mid_upload_contributes_nothing() {
     // Two chunks per vector: the victims send the first and vanish.
     let (config, ids) = config(12, 70_000, 9);

@@ -66,6 +66,8 @@ pub struct Round {
     /// Whether the transport notices a drop at once (`client_lost`) or the server must wait
     /// for the phase deadline.
     pub notice_drops: bool,
+    /// Deliver each client's masked chunks last-first (streams overtaking each other).
+    pub reverse_chunks: bool,
     pub now: Instant,
     /// Rewrites what the server sends (a malicious server).
     pub tamper_server: Option<Tamper<ServerMessage>>,
@@ -156,6 +158,7 @@ impl Round {
             server_errors: Vec::new(),
             rng,
             chunks_sent: BTreeMap::new(),
+            reverse_chunks: false,
         }
     }
 
@@ -217,6 +220,25 @@ impl Round {
         let mut moved = false;
         let ids: Vec<ClientId> = self.clients.keys().copied().collect();
         for id in ids {
+            if self.reverse_chunks
+                && let Some(c) = self.clients.get_mut(&id)
+            {
+                let mut out: Vec<ClientMessage> =
+                    std::iter::from_fn(|| c.poll_transmit()).collect();
+                if out
+                    .iter()
+                    .all(|m| matches!(m, ClientMessage::MaskedChunk(_)))
+                {
+                    out.reverse();
+                }
+                for msg in out {
+                    if let Err(e) = self.server.handle(id, msg, self.now) {
+                        self.server_errors.push(e);
+                    }
+                    moved = true;
+                }
+                continue;
+            }
             while let Some(msg) = self.clients.get_mut(&id).and_then(Client::poll_transmit) {
                 if self.vanishes(id, &msg) {
                     self.clients.remove(&id);
