@@ -159,22 +159,27 @@ export function checkArtifacts() {
   return { drift, warnings, count: files.size };
 }
 
+/** Runs the check, prints what drifted and exits 1 on drift or compiler warnings. */
+export function reportCheck() {
+  const { drift, warnings, count } = checkArtifacts();
+  for (const w of warnings) console.error(w);
+  if (drift.length) {
+    console.error("fixtures/contracts is out of date with chain/contracts:");
+    for (const d of drift) console.error("  " + d);
+    console.error("rebuild with: cd chain && npm ci && node scripts/build-contracts.mjs");
+    process.exit(1);
+  }
+  if (warnings.length) {
+    console.error(`${warnings.length} compiler warning(s)`);
+    process.exit(1);
+  }
+  console.log(`fixtures/contracts: ${count} artefacts up to date`);
+}
+
 function main(argv) {
   const check = argv.includes("--check");
   if (check) {
-    const { drift, warnings, count } = checkArtifacts();
-    for (const w of warnings) console.error(w);
-    if (drift.length) {
-      console.error("fixtures/contracts is out of date with chain/contracts:");
-      for (const d of drift) console.error("  " + d);
-      console.error("rebuild with: cd chain && npm ci && node scripts/build-contracts.mjs");
-      process.exit(1);
-    }
-    if (warnings.length) {
-      console.error(`${warnings.length} compiler warning(s)`);
-      process.exit(1);
-    }
-    console.log(`fixtures/contracts: ${count} artefacts up to date`);
+    reportCheck();
     return;
   }
   const { files, warnings } = buildArtifacts();
