@@ -28,6 +28,9 @@ const CLIP: f32 = 2.0;
 /// (agent, round, contributed) as the agents' round callbacks saw them.
 type Seen = Arc<Mutex<Vec<(usize, u64, bool)>>>;
 
+/// Resolves an agent's shutdown future (as SIGTERM would).
+type Stop = tokio::sync::oneshot::Receiver<()>;
+
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/data/breast_cancer.csv")
 }
@@ -195,7 +198,7 @@ store = "store"
         &self,
         addr: SocketAddr,
         seen: &Seen,
-        hooks: impl Fn(usize, AgentBuilder) -> AgentBuilder,
+        hooks: impl Fn(usize, AgentBuilder) -> (AgentBuilder, Option<Stop>),
     ) -> Vec<tokio::task::JoinHandle<Result<AgentReport, AgentError>>> {
         let device = TrainDevice::cpu();
         (0..self.agents)
@@ -227,8 +230,19 @@ max_backoff_ms = 1000
                 let builder = AgentBuilder::new(config)
                     .device(device.clone())
                     .on_round(move |r| seen.lock().unwrap().push((i, r.round, r.contributed)));
-                let builder = hooks(i, builder);
-                tokio::spawn(async move { builder.run(std::future::pending()).await })
+                let (builder, stop) = hooks(i, builder);
+                tokio::spawn(async move {
+                    builder
+                        .run(async move {
+                            match stop {
+                                Some(rx) => {
+                                    let _ = rx.await;
+                                }
+                                None => std::future::pending().await,
+                            }
+                        })
+                        .await
+                })
             })
             .collect()
     }
@@ -317,7 +331,7 @@ async fn eight_agents_ten_rounds_bit_exact_and_accurate() {
     );
     let (server, addr) = fed.serve(std::future::pending()).await;
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let agents = fed.agents(addr, &seen, |_, b| b);
+    let agents = fed.agents(addr, &seen, |_, b| (b, None));
     let report = tokio::time::timeout(timeout(), server)
         .await
         .expect("task finished")
@@ -369,7 +383,7 @@ async fn a_restarted_aggregator_continues_with_the_next_round() {
         })
         .await;
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let agents = fed.agents(addr, &seen, |_, b| b);
+    let agents = fed.agents(addr, &seen, |_, b| (b, None));
 
     // Kill it once round 2 is in the store.
     let store = fed.store();
@@ -447,8 +461,8 @@ async fn agents_vanishing_at_each_phase_leave_exact_rounds() {
         (4, AwaitingResult),
     ];
     let agents = fed.agents(addr, &seen, |i, b| match plan.get(i) {
-        Some(&(round, phase)) => b.vanish_at(round, phase),
-        None => b,
+        Some(&(round, phase)) => (b.vanish_at(round, phase), None),
+        None => (b, None),
     });
     let report = tokio::time::timeout(timeout(), server)
         .await
@@ -483,4 +497,52 @@ async fn agents_vanishing_at_each_phase_leave_exact_rounds() {
     assert!(report.rounds[2].contributors.contains(&dropped_after_input));
     assert!(!report.rounds[0].contributors.contains(&ids[0]));
     check_bit_exact(&fed, &report, &ids);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_shut_down_leaves_and_is_not_counted_on() {
+    const AGENTS: usize = 5;
+    const ROUNDS: u64 = 3;
+    let fed = Federation::new("leave", AGENTS, 4, ROUNDS, ([127, 0, 0, 1], 0).into());
+    let (server, addr) = fed.serve(std::future::pending()).await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let stop_tx = Mutex::new(Some(stop_tx));
+    let stop_rx = Mutex::new(Some(stop_rx));
+    // Agent 0 is shut down (as by SIGTERM) once it has seen round 1 finish.
+    let agents = fed.agents(addr, &seen, |i, b| {
+        if i != 0 {
+            return (b, None);
+        }
+        let stop_tx = Mutex::new(stop_tx.lock().unwrap().take());
+        let rx = stop_rx.lock().unwrap().take();
+        let b = b.on_round(move |_| {
+            if let Some(tx) = stop_tx.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+        });
+        (b, rx)
+    });
+    let report = tokio::time::timeout(timeout(), server)
+        .await
+        .expect("task finished")
+        .unwrap();
+    let mut results = Vec::new();
+    for a in agents {
+        results.push(a.await.unwrap().unwrap());
+    }
+    assert!(!results[0].completed, "agent 0 left");
+    assert!(results[1..].iter().all(|r| r.completed));
+    let participants: Vec<usize> = report.rounds.iter().map(|r| r.participants).collect();
+    // Round 2 may already have started with it when it leaves (the round goes on without it);
+    // after its goodbye the last round starts without it, instead of counting on a silent peer
+    // until the idle timeout.
+    assert_eq!(participants[0], 5);
+    assert_eq!(participants[2], 4, "{participants:?}");
+    let gone = results[0].client;
+    assert!(
+        report.rounds[1..]
+            .iter()
+            .all(|r| !r.contributors.contains(&gone))
+    );
 }

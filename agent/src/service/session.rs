@@ -220,6 +220,7 @@ impl AgentBuilder {
             prepared: None,
             round: None,
             backlog: VecDeque::new(),
+            conn: None,
             #[cfg(feature = "test-hooks")]
             vanish_at: self.vanish_at,
         };
@@ -232,7 +233,9 @@ impl AgentBuilder {
             };
             match outcome {
                 Ok(end) => {
-                    session.leave().await;
+                    if matches!(end, End::ShutDown) {
+                        session.leave().await;
+                    }
                     session.save()?;
                     return Ok(AgentReport {
                         client,
@@ -295,6 +298,8 @@ struct Session {
     prepared: Option<Prepared>,
     round: Option<ActiveRound>,
     backlog: VecDeque<AggregatorMessage>,
+    /// The open connection, kept here so that a shutdown can say goodbye on it.
+    conn: Option<Connection>,
     #[cfg(feature = "test-hooks")]
     vanish_at: Option<(u64, ClientPhase)>,
 }
@@ -314,8 +319,15 @@ impl Session {
             })
     }
 
+    /// Tells the aggregator this agent leaves the task and closes the connection, so that it
+    /// stops counting on this agent at once rather than at the idle timeout.
     async fn leave(&mut self) {
         self.round = None;
+        if let Some(conn) = self.conn.take() {
+            let bye = frames::send(&conn, &AgentMessage::Leave);
+            let _ = tokio::time::timeout(Duration::from_secs(1), bye).await;
+            conn.close(0u32.into(), b"agent leaving");
+        }
     }
 
     async fn connect_and_serve(&mut self) -> Result<End, AgentError> {
@@ -353,10 +365,9 @@ impl Session {
         )
         .await?;
         info!(%addr, client = %self.client, "connected");
+        self.conn = Some(link.conn.clone());
         let result = self.serve(&mut link).await;
-        if let Ok(End::ShutDown) = result {
-            let _ = frames::send(&link.conn, &AgentMessage::Leave).await;
-        }
+        self.conn = None;
         link.conn.close(0u32.into(), b"bye");
         result
     }
