@@ -38,6 +38,7 @@
 //! cert = "certs/aggregator.pem"
 //! key = "certs/aggregator.key"
 //! store = "store"
+//! metrics = "127.0.0.1:9464"   # optional: GET /metrics (Prometheus), GET /healthz
 //! ```
 
 use std::net::SocketAddr;
@@ -144,6 +145,8 @@ pub struct ServerSection {
     pub key: PathBuf,
     /// Directory of the content-addressed model store.
     pub store: PathBuf,
+    /// TCP address of the HTTP `/metrics` (Prometheus) and `/healthz` endpoints; none if absent.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// A config error, naming the key.

@@ -1,6 +1,8 @@
 //! flock-aggregator as a library: the task config ([`config`]), the content-addressed model
-//! store ([`store`]) and the service that runs a task's rounds over QUIC ([`service`]).
+//! store ([`store`]), the service that runs a task's rounds over QUIC ([`service`]) and its
+//! Prometheus metrics and health endpoint ([`metrics`]).
 
 pub mod config;
+pub mod metrics;
 pub mod service;
 pub mod store;

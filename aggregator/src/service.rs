@@ -10,6 +10,7 @@
 //! the FedAvg update is their quotient.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -26,9 +27,10 @@ use flock_transport::tls::{Credentials, Trust, server_config};
 use quinn::Connection;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::Config;
+use crate::metrics::{Metrics, serve_http};
 use crate::store::{ModelStore, StoreError, TaskState};
 
 /// Why serving stopped.
@@ -43,6 +45,14 @@ pub enum ServeError {
     /// The model.
     #[error(transparent)]
     Model(#[from] flock_model::ModelError),
+    /// The metrics address could not be bound.
+    #[error("metrics on {addr}: {cause}")]
+    Metrics {
+        /// `server.metrics`.
+        addr: std::net::SocketAddr,
+        /// Why.
+        cause: std::io::Error,
+    },
     /// A round could not be configured or its sum not turned into a model.
     #[error("round {round}: {reason}")]
     Round {
@@ -51,6 +61,15 @@ pub enum ServeError {
         /// Why.
         reason: String,
     },
+}
+
+/// Where a started `serve` listens.
+#[derive(Clone, Copy, Debug)]
+pub struct Listening {
+    /// The QUIC (UDP) address agents connect to.
+    pub quic: std::net::SocketAddr,
+    /// The HTTP address of `/metrics` and `/healthz`, if configured.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// What a finished `serve` did.
@@ -122,6 +141,7 @@ struct Service {
     attempts: u64,
     gather_until: Option<Instant>,
     summaries: Vec<RoundSummary>,
+    metrics: Arc<Metrics>,
 }
 
 fn send(conn: &Connection, msg: AggregatorMessage) {
@@ -134,7 +154,7 @@ fn send(conn: &Connection, msg: AggregatorMessage) {
 }
 
 impl Service {
-    fn new(config: Config) -> Result<Self, ServeError> {
+    fn new(config: Config, metrics: Arc<Metrics>) -> Result<Self, ServeError> {
         let store = ModelStore::open(&config.server.store)?;
         let name = config.task.name.clone();
         let (global, state) = match store.state(&name)? {
@@ -166,6 +186,7 @@ impl Service {
             round: 0,
             reason: e.to_string(),
         })?;
+        metrics.round.set(state.round as i64);
         Ok(Self {
             task: TaskId::from_name(&name),
             config,
@@ -178,6 +199,7 @@ impl Service {
             attempts: 0,
             gather_until: None,
             summaries: Vec::new(),
+            metrics,
         })
     }
 
@@ -204,6 +226,7 @@ impl Service {
                     old.conn
                         .close(0u32.into(), b"replaced by a newer connection");
                 }
+                self.metrics.agents_connected.set(self.members.len() as i64);
                 if let Some(r) = &mut self.round {
                     r.server.client_lost(client, now);
                 }
@@ -215,6 +238,7 @@ impl Service {
                     .is_some_and(|m| m.conn.stable_id() == conn_id)
                 {
                     self.members.remove(&client);
+                    self.metrics.agents_connected.set(self.members.len() as i64);
                     info!(%client, "agent disconnected");
                     if let Some(r) = &mut self.round {
                         r.server.client_lost(client, now);
@@ -269,6 +293,7 @@ impl Service {
                 match self.store.bytes(&id) {
                     Ok(bytes) => {
                         let total = bytes.len() as u64;
+                        self.metrics.model_bytes_served.inc_by(total);
                         for (i, piece) in bytes.chunks(MODEL_CHUNK_BYTES).enumerate() {
                             send(
                                 &member.conn,
@@ -290,14 +315,19 @@ impl Service {
                     }
                 }
             }
-            AgentMessage::Secagg { attempt, msg } => {
-                if let Some(r) = &mut self.round
-                    && r.attempt == attempt
-                    && let Err(e) = r.server.handle(client, msg, now)
-                {
-                    warn!(%client, round = r.number, "SecAgg+ message refused: {e}");
+            AgentMessage::Secagg { attempt, msg } => match &mut self.round {
+                Some(r) if r.attempt == attempt => {
+                    if let Err(e) = r.server.handle(client, msg, now) {
+                        self.metrics.refused_messages.inc();
+                        warn!(%client, round = r.number, "SecAgg+ message refused: {e}");
+                    }
                 }
-            }
+                // Late for an attempt that has ended (or early for none): nothing to do.
+                _ => {
+                    self.metrics.refused_messages.inc();
+                    debug!(%client, attempt, "SecAgg+ message for an attempt not running");
+                }
+            },
             AgentMessage::Leave => {
                 info!(%client, "agent left the task");
                 member.ready = false;
@@ -346,9 +376,13 @@ impl Service {
                 let Some(r) = self.round.take() else {
                     return Ok(());
                 };
+                self.metrics.round_in_progress.set(0);
                 match outcome {
                     Ok(output) => self.finish(&r, output)?,
-                    Err(e) => warn!(round = r.number, "round aborted, it will run again: {e}"),
+                    Err(e) => {
+                        self.metrics.rounds_aborted.inc();
+                        warn!(round = r.number, "round aborted, it will run again: {e}");
+                    }
                 }
             }
         }
@@ -390,6 +424,11 @@ impl Service {
                 },
             );
         }
+        let m = &self.metrics;
+        m.rounds_completed.inc();
+        m.round.set(r.number as i64);
+        m.last_contributors.set(output.contributors.len() as i64);
+        m.round_seconds.observe(r.started.elapsed().as_secs_f64());
         self.summaries.push(RoundSummary {
             round: r.number,
             model,
@@ -470,6 +509,8 @@ impl Service {
         })?;
         self.attempts += 1;
         let attempt = self.attempts;
+        self.metrics.round_attempts.inc();
+        self.metrics.round_in_progress.set(number as i64);
         info!(
             round = number,
             attempt,
@@ -518,11 +559,16 @@ pub fn weighted_update(mean: &[f32], clip: f32) -> Result<Vec<f32>, String> {
 
 static CONN_IDS: AtomicUsize = AtomicUsize::new(0);
 
-async fn connection(incoming: quinn::Incoming, events: mpsc::UnboundedSender<Event>) {
+async fn connection(
+    incoming: quinn::Incoming,
+    events: mpsc::UnboundedSender<Event>,
+    metrics: Arc<Metrics>,
+) {
     let remote = incoming.remote_address();
     let conn = match incoming.await {
         Ok(c) => c,
         Err(e) => {
+            metrics.refused_handshakes.inc();
             warn!(%remote, "handshake refused: {e}");
             return;
         }
@@ -562,12 +608,16 @@ async fn connection(incoming: quinn::Incoming, events: mpsc::UnboundedSender<Eve
             }
         };
         let events = events.clone();
+        let metrics = metrics.clone();
         reads.spawn(async move {
             match frames::read::<AgentMessage>(stream).await {
                 Ok(msg) => {
                     let _ = events.send(Event::Message { client, msg });
                 }
-                Err(e) => warn!(%client, "stream closed: {e}"),
+                Err(e) => {
+                    metrics.bad_streams.inc();
+                    warn!(%client, "stream closed: {e}");
+                }
             }
         });
         // Reap finished reads so the set does not grow over a long connection.
@@ -579,7 +629,7 @@ async fn connection(incoming: quinn::Incoming, events: mpsc::UnboundedSender<Eve
 pub async fn serve(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
-    on_listen: impl FnOnce(std::net::SocketAddr),
+    on_listen: impl FnOnce(Listening),
 ) -> Result<ServeReport, ServeError> {
     let identity = Credentials::load(&config.server.cert, &config.server.key)?;
     let trust = Trust::load(&config.server.ca, config.server.crl.as_deref())?;
@@ -596,15 +646,40 @@ pub async fn serve(
             cause,
         })?;
     info!(%addr, task = %config.task.name, "listening");
-    on_listen(addr);
+    let metrics = Arc::new(Metrics::new(&config.task.name, config.task.rounds));
+    let mut http = None;
+    if let Some(metrics_addr) = config.server.metrics {
+        let bind_err = |cause| ServeError::Metrics {
+            addr: metrics_addr,
+            cause,
+        };
+        let listener = tokio::net::TcpListener::bind(metrics_addr)
+            .await
+            .map_err(bind_err)?;
+        let bound = listener.local_addr().map_err(bind_err)?;
+        info!(addr = %bound, "metrics on /metrics, health on /healthz");
+        let metrics = metrics.clone();
+        http = Some((
+            bound,
+            tokio::spawn(async move {
+                if let Err(e) = serve_http(listener, metrics).await {
+                    warn!("metrics endpoint stopped: {e}");
+                }
+            }),
+        ));
+    }
+    on_listen(Listening {
+        quic: addr,
+        metrics: http.as_ref().map(|(a, _)| *a),
+    });
     let crl = config.server.crl.clone();
     let ca = config.server.ca.clone();
-    let mut service = Service::new(config)?;
+    let mut service = Service::new(config, metrics.clone())?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let accept_ep = ep.clone();
     tokio::spawn(async move {
         while let Some(incoming) = accept_ep.accept().await {
-            tokio::spawn(connection(incoming, tx.clone()));
+            tokio::spawn(connection(incoming, tx.clone(), metrics.clone()));
         }
     });
     // Reload the revocation list when its file changes: new connections see it, no restart.
@@ -643,6 +718,9 @@ pub async fn serve(
     ep.close(0u32.into(), b"task complete");
     // Wait (briefly) for the connections to drain, so that the port is free on return.
     let _ = tokio::time::timeout(Duration::from_secs(2), ep.wait_idle()).await;
+    if let Some((_, task)) = http {
+        task.abort();
+    }
     Ok(ServeReport {
         rounds: service.summaries,
         state: service.state,

@@ -24,8 +24,11 @@ pub(crate) fn run(config_path: &Path, json_logs: bool) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let report = runtime.block_on(serve(config, shutdown_signal(), |addr| {
-        println!("listening on {addr}");
+    let report = runtime.block_on(serve(config, shutdown_signal(), |l| {
+        println!("listening on {}", l.quic);
+        if let Some(m) = l.metrics {
+            println!("metrics on http://{m}/metrics, health on http://{m}/healthz");
+        }
     }))?;
     for r in &report.rounds {
         println!(
