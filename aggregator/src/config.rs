@@ -39,6 +39,13 @@
 //! key = "certs/aggregator.key"
 //! store = "store"
 //! metrics = "127.0.0.1:9464"   # optional: GET /metrics (Prometheus), GET /healthz
+//!
+//! [server_optimizer]       # optional; default: kind = "fedavg", learning_rate = 1
+//! kind = "fedadam"         # Reddi et al. 2021
+//! learning_rate = 0.01
+//! beta1 = 0.9
+//! beta2 = 0.99
+//! tau = 0.001
 //! ```
 
 use std::net::SocketAddr;
@@ -47,6 +54,8 @@ use std::path::{Path, PathBuf};
 use flock_model::ModelSpec;
 use flock_model::task::{Normalisation, TrainConfig};
 use serde::Deserialize;
+
+use crate::optimizer::ServerOptimizer;
 
 /// The whole file.
 #[derive(Clone, Debug, Deserialize)]
@@ -68,6 +77,10 @@ pub struct Config {
     pub secagg: SecaggSection,
     /// `[server]`.
     pub server: ServerSection,
+    /// `[server_optimizer]`: how the round's mean update moves the global model (FedAvg with
+    /// η = 1 if absent).
+    #[serde(default)]
+    pub server_optimizer: ServerOptimizer,
 }
 
 /// `[task]`.
@@ -268,6 +281,9 @@ impl Config {
         }
         if self.secagg.phase_timeout_ms == 0 {
             return invalid("secagg.phase_timeout_ms", "0".into());
+        }
+        if let Some((key, reason)) = self.server_optimizer.invalid() {
+            return invalid(key, reason);
         }
         if let Some(n) = &self.normalisation {
             let f = self.model.inputs();

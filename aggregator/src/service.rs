@@ -31,6 +31,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::metrics::{Metrics, serve_http};
+use crate::optimizer::Moments;
 use crate::store::{ModelStore, StoreError, TaskState};
 
 /// Why serving stopped.
@@ -136,6 +137,7 @@ struct Service {
     task_json: Vec<u8>,
     members: BTreeMap<ClientId, Member>,
     global: Params,
+    moments: Option<Moments>,
     state: TaskState,
     round: Option<Running>,
     attempts: u64,
@@ -169,11 +171,19 @@ impl Service {
                     task: name.clone(),
                     round: 0,
                     model,
+                    moments: None,
                 };
                 store.save_state(&state)?;
                 info!(model = %model, "initial model stored");
                 (init, state)
             }
+        };
+        let moments = match state.moments {
+            Some([m, v]) => Some(Moments {
+                first: store.get(&m)?,
+                second: store.get(&v)?,
+            }),
+            None => None,
         };
         let info = TaskInfo {
             name: name.clone(),
@@ -194,6 +204,7 @@ impl Service {
             task_json,
             members: BTreeMap::new(),
             global,
+            moments,
             state,
             round: None,
             attempts: 0,
@@ -402,15 +413,24 @@ impl Service {
             edge_kernels::dequantise_mean(&output.sum, output.contributors.len() as u64, &params)
                 .map_err(|e| round_err(e.to_string()))?;
         let update = weighted_update(&mean, self.config.secagg.clip_norm).map_err(round_err)?;
-        let next = self.global.with_update(&update, 1.0)?;
+        let (next, moments) =
+            self.config
+                .server_optimizer
+                .step(&self.global, &update, self.moments.as_ref())?;
         let model = self.store.put(&next)?;
+        let moment_ids = match &moments {
+            Some(m) => Some([self.store.put(&m.first)?, self.store.put(&m.second)?]),
+            None => None,
+        };
         self.state = TaskState {
             task: self.state.task.clone(),
             round: r.number,
             model,
+            moments: moment_ids,
         };
         self.store.save_state(&self.state)?;
         self.global = next;
+        self.moments = moments;
         info!(round = r.number, model = %model, contributors = output.contributors.len(), "round complete");
         let last = self.done();
         for m in self.members.values() {

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! <store>/models/<id>.safetensors   every global model, named by its SHA-256
-//! <store>/state.json                task name, last completed round, its model id
+//! <store>/state.json                task name, last completed round, its model id (and the
+//!                                   ids of FedAdam's moments, stored like models)
 //! ```
 //!
 //! Both are written atomically (temporary file, fsync, rename), so a killed aggregator
@@ -23,6 +24,9 @@ pub struct TaskState {
     pub round: u64,
     /// The global model after that round.
     pub model: ModelId,
+    /// FedAdam's first and second moments after that round (stored like models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moments: Option<[ModelId; 2]>,
 }
 
 /// Store errors.

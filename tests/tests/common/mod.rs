@@ -19,7 +19,7 @@ use flock_agent::data::{CsvSource, DataSource, Dataset, FeatureMoments, Standard
 use flock_agent::service::{AgentBuilder, AgentConfig, AgentError, AgentReport};
 use flock_agent::train::{TrainDevice, evaluate};
 use flock_aggregator::config::Config;
-use flock_aggregator::service::{Listening, ServeReport, serve, weighted_update};
+use flock_aggregator::service::{Listening, RoundSummary, ServeReport, serve, weighted_update};
 use flock_aggregator::store::ModelStore;
 use flock_model::{ModelSpec, Params};
 use flock_transport::pki::{Ca, CertKind, Validity};
@@ -177,6 +177,14 @@ metrics = "127.0.0.1:0"
         }
     }
 
+    /// Sets the aggregator's `[server_optimizer]` (a TOML table body).
+    pub fn with_server_optimizer(self, table: &str) -> Self {
+        let path = self.root.join("aggregator.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("{text}\n[server_optimizer]\n{table}\n")).unwrap();
+        self
+    }
+
     pub fn config(&self) -> Config {
         Config::load(&self.root.join("aggregator.toml")).unwrap()
     }
@@ -298,12 +306,14 @@ max_backoff_ms = 1000
 /// quantised inputs summed in the clear, bit for bit. Returns the last model.
 pub fn check_bit_exact(
     fed: &Federation,
-    report: &ServeReport,
+    rounds: &[RoundSummary],
     ids: &[flock_protocol::ClientId],
 ) -> Params {
     let store = fed.store();
+    let optimizer = fed.config().server_optimizer;
     let mut previous = Params::init(&ModelSpec::default_mlp(30, 2), 3).unwrap();
-    for summary in &report.rounds {
+    let mut moments = None;
+    for summary in rounds {
         let mut sum: Vec<u32> = vec![0; previous.len() + 1];
         for id in &summary.contributors {
             let agent = ids.iter().position(|c| c == id).unwrap();
@@ -317,9 +327,11 @@ pub fn check_bit_exact(
         let params = edge_kernels::QuantParams::new(summary.bits, CLIP).unwrap();
         let n = summary.contributors.len() as u64;
         let mean = edge_kernels::dequantise_mean(&sum, n, &params).unwrap();
-        let expected = previous
-            .with_update(&weighted_update(&mean, CLIP).unwrap(), 1.0)
+        let update = weighted_update(&mean, CLIP).unwrap();
+        let (expected, next_moments) = optimizer
+            .step(&previous, &update, moments.as_ref())
             .unwrap();
+        moments = next_moments;
         let stored = store.get(&summary.model).unwrap();
         assert_eq!(
             bits(&stored),
