@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::DecodePrivateKey;
@@ -85,8 +85,32 @@ fn input(i: usize, d: usize, bits: u32) -> Vec<u32> {
         .collect()
 }
 
-/// Runs one round; returns (seconds, the sum).
-async fn round(pki: &Pki, d: usize, secure: bool) -> anyhow::Result<(f64, Vec<u32>)> {
+/// One round's figures.
+struct Round {
+    /// Wall time from the first server message to the sum.
+    wall: f64,
+    /// The sum.
+    sum: Vec<u32>,
+    /// Time in the server's state machine (or, plain, in its summing), on the loop's thread.
+    server_cpu: f64,
+    /// Time in the clients' state machines, summed over clients.
+    clients_cpu: f64,
+    /// The largest one client spent.
+    slowest_client: f64,
+    /// Neighbours per client (SecAgg+).
+    degree: u32,
+}
+
+/// Runs `f`, adding its duration to `acc`.
+fn timed<T>(acc: &mut Duration, f: impl FnOnce() -> T) -> T {
+    let t = Instant::now();
+    let out = f();
+    *acc += t.elapsed();
+    out
+}
+
+/// Runs one round.
+async fn round(pki: &Pki, d: usize, secure: bool) -> anyhow::Result<Round> {
     let n = pki.devices.len();
     let settings = Settings::default();
     let ep = endpoint::server(
@@ -136,6 +160,7 @@ async fn round(pki: &Pki, d: usize, secure: bool) -> anyhow::Result<(f64, Vec<u3
         120_000,
     )?;
     let bits = config.bits;
+    let degree = config.degree;
 
     // Server: every stream becomes an event.
     let (tx, mut rx) = mpsc::unbounded_channel::<(ClientId, ClientMessage)>();
@@ -157,6 +182,7 @@ async fn round(pki: &Pki, d: usize, secure: bool) -> anyhow::Result<(f64, Vec<u3
     for (i, (cep, conn, id, _, secret)) in clients.into_iter().enumerate() {
         tasks.push(tokio::spawn(async move {
             let _endpoint = cep;
+            let mut cpu = Duration::ZERO;
             let identity = Identity::from_secret_bytes(&secret);
             let q = input(i, d, bits);
             if !secure {
@@ -169,33 +195,38 @@ async fn round(pki: &Pki, d: usize, secure: bool) -> anyhow::Result<(f64, Vec<u3
                     });
                     frames::send(&conn, &msg).await?;
                 }
-                return anyhow::Ok(());
+                return anyhow::Ok(cpu);
             }
             let mut client: Option<Client> = None;
             let mut input = Some(q);
             let mut rng = ChaCha20Rng::seed_from_u64(i as u64);
             loop {
                 let Ok(stream) = conn.accept_uni().await else {
-                    return Ok(());
+                    return Ok(cpu);
                 };
                 let msg: ServerMessage = frames::read(stream).await?;
                 match (&mut client, msg) {
                     (_, ServerMessage::Start(c)) => {
-                        client = Some(Client::new(c, id, &identity, &mut rng, Instant::now())?);
+                        client = Some(timed(&mut cpu, || {
+                            Client::new(c, id, &identity, &mut rng, Instant::now())
+                        })?);
                     }
-                    (Some(_), ServerMessage::Finished(_)) => return Ok(()),
+                    (Some(_), ServerMessage::Finished(_)) => return Ok(cpu),
                     (Some(c), msg) => {
-                        c.handle(msg, Instant::now())?;
-                        if c.phase() == ClientPhase::AwaitingInput
-                            && let Some(q) = input.take()
-                        {
-                            c.submit_input(q)?;
-                        }
+                        timed(&mut cpu, || {
+                            c.handle(msg, Instant::now())?;
+                            if c.phase() == ClientPhase::AwaitingInput
+                                && let Some(q) = input.take()
+                            {
+                                c.submit_input(q)?;
+                            }
+                            anyhow::Ok(())
+                        })?;
                     }
                     (None, _) => {}
                 }
                 if let Some(c) = &mut client {
-                    while let Some(m) = c.poll_transmit() {
+                    while let Some(m) = timed(&mut cpu, || c.poll_transmit()) {
                         frames::send(&conn, &m).await?;
                     }
                 }
@@ -204,23 +235,24 @@ async fn round(pki: &Pki, d: usize, secure: bool) -> anyhow::Result<(f64, Vec<u3
     }
 
     let start = Instant::now();
+    let mut server_cpu = Duration::ZERO;
     let sum = if secure {
-        let mut server = Server::new(config, Instant::now())?;
+        let mut server = timed(&mut server_cpu, || Server::new(config, Instant::now()))?;
         loop {
-            while let Some((to, msg)) = server.poll_transmit() {
+            while let Some((to, msg)) = timed(&mut server_cpu, || server.poll_transmit()) {
                 if let Some(conn) = server_side.get(&to) {
                     let conn = conn.clone();
                     tokio::spawn(async move { frames::send(&conn, &msg).await });
                 }
             }
-            if let Some(out) = server.take_outcome() {
+            if let Some(out) = timed(&mut server_cpu, || server.take_outcome()) {
                 break out?.sum;
             }
             let (from, msg) = rx
                 .recv()
                 .await
                 .ok_or_else(|| anyhow::anyhow!("clients gone"))?;
-            let _ = server.handle(from, msg, Instant::now());
+            let _ = timed(&mut server_cpu, || server.handle(from, msg, Instant::now()));
         }
     } else {
         let mut sum = vec![0u32; d];
@@ -232,6 +264,7 @@ async fn round(pki: &Pki, d: usize, secure: bool) -> anyhow::Result<(f64, Vec<u3
                 .await
                 .ok_or_else(|| anyhow::anyhow!("clients gone"))?;
             if let ClientMessage::MaskedChunk(c) = msg {
+                let t = Instant::now();
                 let (buf, got) = buffers.entry(from).or_insert_with(|| (vec![0u32; d], 0));
                 for (k, w) in c.words.chunks_exact(4).enumerate() {
                     buf[c.offset as usize + k] = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
@@ -242,16 +275,27 @@ async fn round(pki: &Pki, d: usize, secure: bool) -> anyhow::Result<(f64, Vec<u3
                     buffers.remove(&from);
                     done += 1;
                 }
+                server_cpu += t.elapsed();
             }
         }
         sum
     };
-    let secs = start.elapsed().as_secs_f64();
+    let wall = start.elapsed().as_secs_f64();
+    let (mut clients_cpu, mut slowest_client) = (0.0f64, 0.0f64);
     for t in tasks {
-        let _ = t.await;
+        let cpu = t.await??.as_secs_f64();
+        clients_cpu += cpu;
+        slowest_client = slowest_client.max(cpu);
     }
     ep.close(0u32.into(), b"done");
-    Ok((secs, sum))
+    Ok(Round {
+        wall,
+        sum,
+        server_cpu: server_cpu.as_secs_f64(),
+        clients_cpu,
+        slowest_client,
+        degree,
+    })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -260,17 +304,38 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    println!("| clients | d | SecAgg+ s | plain s | SecAgg+ / plain | sums equal |");
-    println!("| ---: | ---: | ---: | ---: | ---: | --- |");
+    println!(
+        "| clients | d | k | SecAgg+ s | plain s | SecAgg+ / plain | sums equal | \
+         server SecAgg+ s | server plain s | clients Σ s | slowest client s | \
+         deployment estimate s | estimate / plain |"
+    );
+    println!(
+        "| ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
     for &n in &ns {
         let pki = pki(n)?;
         for &d in &ds {
-            let (plain_s, plain_sum) = rt.block_on(round(&pki, d, false))?;
-            let (secure_s, secure_sum) = rt.block_on(round(&pki, d, true))?;
+            let plain = rt.block_on(round(&pki, d, false))?;
+            let secure = rt.block_on(round(&pki, d, true))?;
+            // On a deployment every client computes on its own device, in parallel: the
+            // round costs the plain round's transfers, plus the slowest client's compute, plus
+            // the server's extra compute.
+            let estimate = plain.wall
+                + secure.slowest_client
+                + (secure.server_cpu - plain.server_cpu).max(0.0);
             println!(
-                "| {n} | {d} | {secure_s:.2} | {plain_s:.2} | {:.2} | {} |",
-                secure_s / plain_s,
-                secure_sum == plain_sum
+                "| {n} | {d} | {} | {:.2} | {:.2} | {:.2} | {} | {:.2} | {:.2} | {:.2} | {:.3} | {:.2} | {:.2} |",
+                secure.degree,
+                secure.wall,
+                plain.wall,
+                secure.wall / plain.wall,
+                secure.sum == plain.sum,
+                secure.server_cpu,
+                plain.server_cpu,
+                secure.clients_cpu,
+                secure.slowest_client,
+                estimate,
+                estimate / plain.wall,
             );
         }
     }
