@@ -55,6 +55,8 @@ use flock_model::ModelSpec;
 use flock_model::task::{Normalisation, TrainConfig};
 use serde::Deserialize;
 
+use flock_protocol::{ThreatModel, params};
+
 use crate::optimizer::ServerOptimizer;
 
 /// The whole file.
@@ -136,6 +138,17 @@ pub struct SecaggSection {
     /// Longest a SecAgg+ phase may take.
     #[serde(default = "default_phase_ms")]
     pub phase_timeout_ms: u64,
+}
+
+impl SecaggSection {
+    /// The protocol's threat model for these bounds.
+    pub fn threat(&self) -> ThreatModel {
+        ThreatModel {
+            dropout_ppm: (self.dropout * 1e6).round() as u32,
+            corrupt_ppm: (self.corrupt * 1e6).round() as u32,
+            ..ThreatModel::default()
+        }
+    }
 }
 
 fn default_phase_ms() -> u64 {
@@ -257,6 +270,29 @@ impl Config {
                     self.cohort.max, self.cohort.min
                 ),
             );
+        }
+        // Every cohort size a round may start with must admit safe SecAgg+ parameters (a
+        // cohort that shrinks to an impossible size would otherwise stop the task mid-way).
+        if (0.0..0.5).contains(&self.secagg.dropout) && (0.0..0.5).contains(&self.secagg.corrupt) {
+            let threat = self.secagg.threat();
+            if let Some(n) =
+                (self.cohort.min..=self.cohort.max).find(|&n| params::derive(n, &threat).is_err())
+            {
+                let smallest =
+                    (n..n.saturating_add(1000)).find(|&m| params::derive(m, &threat).is_ok());
+                return invalid(
+                    "cohort.min",
+                    format!(
+                        "no safe SecAgg+ parameters for a cohort of {n} with secagg.dropout {} and \
+                         secagg.corrupt {}{}",
+                        self.secagg.dropout,
+                        self.secagg.corrupt,
+                        smallest.map_or(String::new(), |m| format!(
+                            "; the smallest cohort that has them is {m}"
+                        ))
+                    ),
+                );
+            }
         }
         if self.cohort.sample_cap == 0 {
             return invalid("cohort.sample_cap", "0".into());

@@ -18,9 +18,7 @@ use flock_model::task::TaskInfo;
 use flock_model::{ModelId, Params};
 use flock_protocol::session::{AgentMessage, AggregatorMessage, MODEL_CHUNK_BYTES};
 use flock_protocol::wire::ServerMessage;
-use flock_protocol::{
-    ClientId, Participant, RoundConfig, RoundOutput, Server, TaskId, ThreatModel,
-};
+use flock_protocol::{ClientId, Participant, RoundConfig, RoundOutput, Server, TaskId};
 use flock_transport::endpoint::{self, Settings};
 use flock_transport::frames;
 use flock_transport::tls::{Credentials, Trust, server_config};
@@ -495,11 +493,7 @@ impl Service {
             .collect();
         let number = self.state.round + 1;
         let secagg = &self.config.secagg;
-        let threat = ThreatModel {
-            dropout_ppm: (secagg.dropout * 1e6).round() as u32,
-            corrupt_ppm: (secagg.corrupt * 1e6).round() as u32,
-            ..ThreatModel::default()
-        };
+        let threat = secagg.threat();
         let mut graph_seed = [0u8; 32];
         graph_seed.copy_from_slice(&Sha256::digest(format!(
             "{}:{number}:{:?}",

@@ -162,8 +162,8 @@ inputs = 4
 hidden = [8]
 classes = 2
 [cohort]
-min = 3
-max = 5
+min = 4
+max = 6
 [secagg]
 dropout = 0.1
 clip_norm = 1.0
@@ -176,8 +176,21 @@ store = "store"
 "#;
     let cases = [
         (good.replace("rounds = 3", "rounds = 0"), "task.rounds"),
-        (good.replace("max = 5", "max = 2"), "cohort.max"),
-        (good.replace("min = 3", "min = 1"), "cohort.min"),
+        (good.replace("max = 6", "max = 2"), "cohort.max"),
+        (
+            good.replace("min = 4", "min = 3"),
+            "cohort.min: no safe SecAgg+ parameters for a cohort of 3 with secagg.dropout 0.1 \
+             and secagg.corrupt 0; the smallest cohort that has them is 4",
+        ),
+        (
+            format!("{good}[server_optimizer]\nkind = \"fedadam\"\ntau = 0\n"),
+            "server_optimizer.tau",
+        ),
+        (
+            format!("{good}[server_optimizer]\nkind = \"fedprox\"\n"),
+            "unknown variant `fedprox`",
+        ),
+        (good.replace("min = 4", "min = 1"), "cohort.min"),
         (
             good.replace("dropout = 0.1", "dropout = 0.7"),
             "secagg.dropout",
