@@ -4,6 +4,7 @@
 //! - 8 agents × 10 rounds: after every round the stored global model equals, bit for bit, the
 //!   previous one plus the FedAvg of the same quantised inputs summed in the clear (the agents
 //!   reveal their inputs through the `test-hooks` feature); the final model reaches 0.95.
+//! - Agents masking on the GPU and on the CPU in one round: still bit for bit.
 //! - The aggregator killed between rounds and started again continues from its store with the
 //!   next round: no round lost or repeated, and the agents reconnect by themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -248,4 +249,45 @@ async fn an_agent_shut_down_leaves_and_is_not_counted_on() {
             .iter()
             .all(|r| !r.contributors.contains(&gone))
     );
+}
+
+/// Half the agents mask on the GPU (edge-kernels on the first wgpu adapter: lavapipe in CI),
+/// half on the CPU: only masked words leave the GPU agents, and every round's sum is still the
+/// clear sum of everyone's quantised inputs, bit for bit.
+#[cfg(feature = "gpu")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn agents_masking_on_the_gpu_and_on_the_cpu_sum_exactly() {
+    use flock_agent::service::Masker;
+    const AGENTS: usize = 4;
+    const ROUNDS: u64 = 2;
+    let gpu = Arc::new(
+        edge_kernels::gpu::GpuKernels::new()
+            .expect("this test needs a wgpu adapter (lavapipe in CI)"),
+    );
+    let fed = Federation::new(
+        "gpu-mask",
+        AGENTS,
+        AGENTS,
+        ROUNDS,
+        ([127, 0, 0, 1], 0).into(),
+    );
+    let (server, addr) = fed.serve(std::future::pending()).await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let agents = fed.agents(addr, &seen, |i, b| {
+        if i % 2 == 0 {
+            (b.masker(Masker::Gpu(gpu.clone())), None)
+        } else {
+            (b, None)
+        }
+    });
+    let report = tokio::time::timeout(timeout(), server)
+        .await
+        .expect("task finished")
+        .unwrap();
+    for a in agents {
+        assert!(a.await.unwrap().unwrap().completed);
+    }
+    assert!(report.rounds.iter().all(|r| r.contributors.len() == AGENTS));
+    let ids: Vec<_> = (0..AGENTS).map(|i| fed.client_id(i)).collect();
+    check_bit_exact(&fed, &report.rounds, &ids);
 }

@@ -8,10 +8,12 @@
 
 mod config;
 mod identity;
+mod input;
 mod session;
 mod state;
 
 pub use config::{AgentConfig, ConfigError};
 pub use identity::load_identity;
+pub use input::Masker;
 pub use session::{AgentBuilder, AgentError, AgentReport, RoundReport};
 pub use state::AgentState;

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use edge_kernels::{QuantParams, RoundingStream, clip_l2, quantise};
 use flock_model::task::TaskInfo;
 use flock_model::{ModelId, Params, file};
 use flock_protocol::session::{AgentMessage, AggregatorMessage};
@@ -20,6 +19,7 @@ use rand_chacha::rand_core::SeedableRng;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use super::input::{Masker, PendingInput};
 use super::{AgentConfig, AgentState, load_identity};
 use crate::data::{CsvSource, DataSource, Dataset, Standardizer, split};
 use crate::train::{TrainDevice, TrainError, train_local};
@@ -119,6 +119,7 @@ pub struct AgentBuilder {
     identity: Option<Identity>,
     source: Option<Box<dyn DataSource + Send + Sync>>,
     device: Option<TrainDevice>,
+    masker: Option<Masker>,
     on_round: Option<RoundCallback>,
     #[cfg(feature = "test-hooks")]
     vanish_at: Option<(u64, ClientPhase)>,
@@ -132,6 +133,7 @@ impl AgentBuilder {
             identity: None,
             source: None,
             device: None,
+            masker: None,
             on_round: None,
             #[cfg(feature = "test-hooks")]
             vanish_at: None,
@@ -164,6 +166,13 @@ impl AgentBuilder {
         self
     }
 
+    /// Masks on this [`Masker`] instead of the default: the GPU kernels on the trainer's own
+    /// wgpu device when it trains on a GPU, else the CPU.
+    pub fn masker(mut self, masker: Masker) -> Self {
+        self.masker = Some(masker);
+        self
+    }
+
     /// Called after every round.
     pub fn on_round(mut self, callback: impl FnMut(&RoundReport) + Send + 'static) -> Self {
         self.on_round = Some(Box::new(callback));
@@ -191,6 +200,7 @@ impl AgentBuilder {
             Some(d) => d,
             None => TrainDevice::select(cfg.agent.backend)?,
         };
+        let masker = self.masker.unwrap_or_else(|| default_masker(&device));
         let creds = Credentials::load(&cfg.identity.cert, &cfg.identity.key)?;
         let trust = Trust::load(&cfg.identity.ca, None)?;
         let tls = client_config(&creds, &trust)?;
@@ -214,6 +224,7 @@ impl AgentBuilder {
             client,
             source,
             device,
+            masker,
             ep,
             state,
             on_round: self.on_round,
@@ -259,6 +270,24 @@ impl AgentBuilder {
     }
 }
 
+/// The GPU kernels on the trainer's wgpu device when it has one (the update is masked where it
+/// was trained), else the CPU.
+fn default_masker(device: &TrainDevice) -> Masker {
+    #[cfg(feature = "train-gpu")]
+    if let Some((device, queue, info)) = device.wgpu_handles() {
+        let name = info.name.clone();
+        match edge_kernels::gpu::GpuKernels::from_device(device, queue, info) {
+            Ok(k) => {
+                info!(adapter = %name, "masking on the GPU, on the trainer's device");
+                return Masker::Gpu(Arc::new(k));
+            }
+            Err(e) => warn!(adapter = %name, "GPU kernels unavailable, masking on the CPU: {e}"),
+        }
+    }
+    let _ = device;
+    Masker::Cpu
+}
+
 /// Between half and all of `d`, drawn fresh each time, so that agents cut off together do not
 /// reconnect together.
 fn jitter(d: Duration) -> Duration {
@@ -281,7 +310,7 @@ struct ActiveRound {
     attempt: u64,
     number: u64,
     client: Client,
-    input: Option<Vec<u32>>,
+    input: Option<PendingInput>,
     samples: u64,
     train_seconds: f64,
 }
@@ -292,6 +321,7 @@ struct Session {
     client: ClientId,
     source: Box<dyn DataSource + Send + Sync>,
     device: TrainDevice,
+    masker: Masker,
     ep: quinn::Endpoint,
     state: AgentState,
     on_round: Option<RoundCallback>,
@@ -577,9 +607,9 @@ impl Session {
         .await
         .map_err(|e| AgentError::Protocol(format!("training task failed: {e}")))??;
         let train_seconds = started.elapsed().as_secs_f64();
-        let input = masked_input_words(&config, update.delta, update.samples, sample_cap)?;
+        let input = PendingInput::new(&config, update.delta, update.samples, sample_cap)?;
         #[cfg(feature = "test-hooks")]
-        self.reveal(number, &input);
+        self.reveal(number, &input.quantised()?);
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed)
             .map_err(|e| AgentError::Protocol(format!("no system randomness: {e}")))?;
@@ -624,7 +654,7 @@ impl Session {
         };
         if r.client.phase() == ClientPhase::AwaitingInput
             && let Some(input) = r.input.take()
-            && let Err(e) = r.client.submit_input(input)
+            && let Err(e) = input.submit(&mut r.client, &self.masker)
         {
             warn!(round = r.number, "input refused: {e}");
             self.round = None;
@@ -678,36 +708,6 @@ impl Session {
 }
 
 use flock_model::task::TrainConfig;
-
-/// The vector an agent contributes: `[w·clip(Δ), w·C]` quantised, with
-/// `w = min(samples, cap) / cap` and `C` the round's clip bound (the quantiser's range).
-pub(crate) fn masked_input_words(
-    config: &RoundConfig,
-    mut delta: Vec<f32>,
-    samples: u64,
-    sample_cap: u64,
-) -> Result<Vec<u32>, AgentError> {
-    let bad =
-        |e: &dyn std::fmt::Display| AgentError::Protocol(format!("round {}: {e}", config.round));
-    if delta.len() + 1 != config.vector_len as usize {
-        return Err(bad(&format!(
-            "vector of {} words for a model of {} parameters",
-            config.vector_len,
-            delta.len()
-        )));
-    }
-    let clip = config.clip_norm;
-    clip_l2(&mut delta, clip).map_err(|e| bad(&e))?;
-    let w = (samples.min(sample_cap.max(1)) as f64 / sample_cap.max(1) as f64) as f32;
-    let mut v: Vec<f32> = delta.into_iter().map(|x| x * w).collect();
-    v.push(w * clip);
-    let params: QuantParams = config.quant_params().map_err(|e| bad(&e))?;
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| bad(&e))?;
-    let mut out = vec![0u32; v.len()];
-    quantise(&v, &params, &RoundingStream { seed, stream: 0 }, &mut out).map_err(|e| bad(&e))?;
-    Ok(out)
-}
 
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
