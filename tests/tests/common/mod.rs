@@ -227,22 +227,13 @@ metrics = "127.0.0.1:0"
             .collect()
     }
 
-    /// Starts agent `i` against `addr`.
-    pub fn agent(
-        &self,
-        i: usize,
-        addr: SocketAddr,
-        seen: &Seen,
-        hooks: impl Fn(usize, AgentBuilder) -> (AgentBuilder, Option<Stop>),
-    ) -> AgentTask {
-        let device = TrainDevice::cpu();
-        {
-            {
-                let dir = self.root.join(format!("device-{i}"));
-                std::fs::write(
-                    dir.join("agent.toml"),
-                    format!(
-                        r#"
+    /// Writes agent `i`'s `agent.toml` (CPU training, aggregator at `addr`); returns its path.
+    pub fn agent_config(&self, i: usize, addr: SocketAddr) -> PathBuf {
+        let path = self.root.join(format!("device-{i}/agent.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                r#"
 task = "{}"
 [aggregator]
 address = "{addr}"
@@ -254,13 +245,28 @@ key = "../certs/device-{i}.key"
 path = "data.csv"
 [agent]
 state_dir = "state"
+backend = "cpu"
 max_backoff_ms = 1000
 "#,
-                        self.config().task.name
-                    ),
-                )
-                .unwrap();
-                let config = AgentConfig::load(&dir.join("agent.toml")).unwrap();
+                self.config().task.name
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    /// Starts agent `i` against `addr`.
+    pub fn agent(
+        &self,
+        i: usize,
+        addr: SocketAddr,
+        seen: &Seen,
+        hooks: impl Fn(usize, AgentBuilder) -> (AgentBuilder, Option<Stop>),
+    ) -> AgentTask {
+        let device = TrainDevice::cpu();
+        {
+            {
+                let config = AgentConfig::load(&self.agent_config(i, addr)).unwrap();
                 let seen = seen.clone();
                 let builder = AgentBuilder::new(config)
                     .device(device.clone())
