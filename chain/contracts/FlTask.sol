@@ -426,9 +426,10 @@ contract FlTask is ReentrancyGuard {
     /// Draws the roles of `round`. Anyone may call after the beacon reveal deadline.
     /// seed = keccak256(abi.encode(beacon, mix, address(this), round)), where mix is the
     /// randomness source's value, or block.prevrandao captured at the first beacon reveal
-    /// (at this call if nobody revealed). Proposers: a partial Fisher-Yates shuffle of the
-    /// member indices, position i swapped with i + uint256(keccak256(abi.encode(seed, i))) % (n - i),
-    /// the first k = clamp(ceil(n * proposerShareBps / 10000), 1, n - 1) are proposers, the rest voters.
+    /// (at this call if nobody revealed). Proposers: `proposerIndices(seed, n, k)`, a partial
+    /// Fisher-Yates shuffle of the member indices, position i swapped with
+    /// i + uint256(keccak256(abi.encode(seed, i))) % (n - i); the first
+    /// k = clamp(ceil(n * proposerShareBps / 10000), 1, n - 1) are proposers, the rest voters.
     function drawRoles(uint256 round) external {
         Round storage rd = _openRound(round);
         if (block.timestamp < _beaconRevealEnd(rd)) revert WrongPhase(_phase(round));
@@ -453,15 +454,10 @@ contract FlTask is ReentrancyGuard {
         if (k == 0) k = 1;
         if (k > n - 1) k = n - 1;
 
-        uint256[] memory order = new uint256[](n);
-        for (uint256 i = 0; i < n; ++i) {
-            order[i] = i;
-        }
+        uint256[] memory drawn = proposerIndices(seed, n, k);
         bool[] memory isProposer = new bool[](n);
         for (uint256 i = 0; i < k; ++i) {
-            uint256 j = i + (uint256(keccak256(abi.encode(seed, i))) % (n - i));
-            (order[i], order[j]) = (order[j], order[i]);
-            isProposer[order[i]] = true;
+            isProposer[drawn[i]] = true;
         }
         for (uint256 i = 0; i < n; ++i) {
             _seats[round][_participants[i]].role = isProposer[i] ? Role.Proposer : Role.Voter;
@@ -871,6 +867,25 @@ contract FlTask is ReentrancyGuard {
             len = half;
         }
         return level[0];
+    }
+
+    /// The role draw of `drawRoles` as a pure function: the member indices (positions in
+    /// `participants()` at the round start) drawn as proposers from `seed`, in draw order. A
+    /// partial Fisher-Yates shuffle of `0..n-1`: for i < k, position i is swapped with
+    /// i + uint256(keccak256(abi.encode(seed, i))) % (n - i); the first k positions are returned.
+    /// Reverts with InvalidParams("proposerIndices") unless k <= n <= MAX_PARTICIPANTS.
+    function proposerIndices(bytes32 seed, uint256 n, uint256 k) public pure returns (uint256[] memory drawn) {
+        if (k > n || n > MAX_PARTICIPANTS) revert InvalidParams("proposerIndices");
+        uint256[] memory order = new uint256[](n);
+        for (uint256 i = 0; i < n; ++i) {
+            order[i] = i;
+        }
+        drawn = new uint256[](k);
+        for (uint256 i = 0; i < k; ++i) {
+            uint256 j = i + (uint256(keccak256(abi.encode(seed, i))) % (n - i));
+            (order[i], order[j]) = (order[j], order[i]);
+            drawn[i] = order[i];
+        }
     }
 
     /// Commitment a member sends to `commitBeacon`.

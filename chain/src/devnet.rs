@@ -1,0 +1,267 @@
+//! A local chain for tests and demos: an anvil child process, deterministic funded accounts
+//! (keys derived from a label, ETH set with `anvil_setBalance`), FlockToken and TaskManager
+//! deployed by account 0, tasks created from [`TaskParams`], FLOCK minted, and time advanced
+//! (`evm_increaseTime` + `evm_mine`).
+
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256, U256, keccak256};
+use alloy::providers::{DynProvider, Provider};
+use alloy::signers::local::PrivateKeySigner;
+
+use crate::anvil::{Anvil, AnvilError, AnvilOptions};
+use crate::contracts::{FlockToken, TaskManager};
+use crate::error::ChainError;
+use crate::params::TaskParams;
+use crate::provider::{self, DEFAULT_REQUEST_TIMEOUT};
+use crate::task::TaskClient;
+use crate::tx::{self, ConfirmOptions, Confirmation};
+
+/// ETH given to every devnet account (wei): 10 000 ETH.
+const ETH_PER_ACCOUNT: U256 = U256::from_limbs([0x19e0_c9ba_b240_0000, 0x21e, 0, 0]);
+
+/// Why the devnet could not be set up or driven.
+#[derive(Debug, thiserror::Error)]
+pub enum DevnetError {
+    /// anvil could not be found or started.
+    #[error(transparent)]
+    Anvil(#[from] AnvilError),
+    /// A chain call failed.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// Bad input.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The key of devnet account `i`: `keccak256("flock-edge devnet account" ‖ i)`.
+pub fn dev_key(i: usize) -> Result<PrivateKeySigner, DevnetError> {
+    let mut seed = b"flock-edge devnet account".to_vec();
+    seed.extend_from_slice(&(i as u64).to_be_bytes());
+    PrivateKeySigner::from_bytes(&keccak256(seed))
+        .map_err(|e| DevnetError::Invalid(format!("devnet key {i}: {e}")))
+}
+
+/// A running devnet with the token and the task manager deployed.
+#[derive(Debug)]
+pub struct Devnet {
+    anvil: Anvil,
+    provider: DynProvider,
+    accounts: Vec<PrivateKeySigner>,
+    token: Address,
+    manager: Address,
+    confirm: ConfirmOptions,
+}
+
+impl Devnet {
+    /// Starts anvil, funds `accounts` accounts with ETH (account 0 deploys and owns the token)
+    /// and deploys FlockToken and TaskManager.
+    pub async fn start(accounts: usize, options: AnvilOptions) -> Result<Self, DevnetError> {
+        let anvil = Anvil::spawn(options)?;
+        Self::on(anvil, accounts).await
+    }
+
+    async fn on(anvil: Anvil, accounts: usize) -> Result<Self, DevnetError> {
+        let accounts = (0..accounts.max(1))
+            .map(dev_key)
+            .collect::<Result<Vec<_>, _>>()?;
+        let provider = provider::connect(&anvil.url(), accounts.clone(), DEFAULT_REQUEST_TIMEOUT)?;
+        for a in &accounts {
+            let _: serde_json::Value = provider
+                .raw_request("anvil_setBalance".into(), (a.address(), ETH_PER_ACCOUNT))
+                .await
+                .map_err(ChainError::from)?;
+        }
+        let owner = accounts[0].address();
+        let token = FlockToken::deploy(provider.clone(), owner)
+            .await
+            .map_err(ChainError::from)?;
+        let manager = TaskManager::deploy(provider.clone(), *token.address())
+            .await
+            .map_err(ChainError::from)?;
+        Ok(Self {
+            token: *token.address(),
+            manager: *manager.address(),
+            anvil,
+            provider,
+            accounts,
+            confirm: ConfirmOptions::local(),
+        })
+    }
+
+    /// The anvil process (to stop or restart it).
+    pub fn anvil(&mut self) -> &mut Anvil {
+        &mut self.anvil
+    }
+
+    /// The node's URL.
+    pub fn url(&self) -> String {
+        self.anvil.url()
+    }
+
+    /// A provider that signs for every devnet account.
+    pub fn provider(&self) -> &DynProvider {
+        &self.provider
+    }
+
+    /// Address of account `i`.
+    pub fn account(&self, i: usize) -> Option<Address> {
+        self.accounts.get(i).map(PrivateKeySigner::address)
+    }
+
+    /// All account addresses.
+    pub fn accounts(&self) -> Vec<Address> {
+        self.accounts
+            .iter()
+            .map(PrivateKeySigner::address)
+            .collect()
+    }
+
+    /// The key of account `i`.
+    pub fn signer(&self, i: usize) -> Option<&PrivateKeySigner> {
+        self.accounts.get(i)
+    }
+
+    /// FlockToken's address.
+    pub fn token(&self) -> Address {
+        self.token
+    }
+
+    /// TaskManager's address.
+    pub fn manager(&self) -> Address {
+        self.manager
+    }
+
+    /// How transactions are awaited.
+    pub fn confirm_options(&self) -> ConfirmOptions {
+        self.confirm
+    }
+
+    /// Mints `amount` FLOCK wei to `to` (account 0 owns the token).
+    pub async fn mint(&self, to: Address, amount: U256) -> Result<Confirmation, DevnetError> {
+        let token = FlockToken::new(self.token, self.provider.clone());
+        let call = token.mint(to, amount).from(self.accounts[0].address());
+        Ok(tx::send(call, &self.provider, &self.confirm).await?)
+    }
+
+    /// Creates a task as account 0; returns its id and address.
+    pub async fn create_task(&self, params: &TaskParams) -> Result<(u64, Address), DevnetError> {
+        let manager = TaskManager::new(self.manager, self.provider.clone());
+        let call = manager
+            .createTask(params.into())
+            .from(self.accounts[0].address());
+        let c = tx::send(call, &self.provider, &self.confirm).await?;
+        let receipt = self
+            .provider
+            .get_transaction_receipt(c.hash)
+            .await
+            .map_err(ChainError::from)?
+            .ok_or_else(|| DevnetError::Invalid("createTask receipt vanished".into()))?;
+        for log in receipt.logs() {
+            if let Ok(ev) = log.log_decode::<TaskManager::TaskCreated>() {
+                let id = u64::try_from(ev.inner.taskId)
+                    .map_err(|_| DevnetError::Invalid("task id overflows u64".into()))?;
+                return Ok((id, ev.inner.task));
+            }
+        }
+        Err(DevnetError::Invalid(
+            "createTask emitted no TaskCreated".into(),
+        ))
+    }
+
+    /// Mints `amount` to account 0 and moves it into task `id`'s reward pool.
+    pub async fn fund_task(&self, id: u64, amount: U256) -> Result<(), DevnetError> {
+        let from = self.accounts[0].address();
+        self.mint(from, amount).await?;
+        let token = FlockToken::new(self.token, self.provider.clone());
+        tx::send(
+            token.approve(self.manager, amount).from(from),
+            &self.provider,
+            &self.confirm,
+        )
+        .await?;
+        let manager = TaskManager::new(self.manager, self.provider.clone());
+        let call = manager.fundTask(U256::from(id), amount).from(from);
+        tx::send(call, &self.provider, &self.confirm).await?;
+        Ok(())
+    }
+
+    /// A client of `task` for account `i`.
+    pub async fn task_client(&self, task: Address, i: usize) -> Result<TaskClient, DevnetError> {
+        let from = self
+            .account(i)
+            .ok_or_else(|| DevnetError::Invalid(format!("no devnet account {i}")))?;
+        Ok(TaskClient::connect(self.provider.clone(), task, from, self.confirm).await?)
+    }
+
+    /// FLOCK balance of `who`.
+    pub async fn balance(&self, who: Address) -> Result<U256, DevnetError> {
+        let token = FlockToken::new(self.token, self.provider.clone());
+        Ok(token
+            .balanceOf(who)
+            .call()
+            .await
+            .map_err(ChainError::from)?)
+    }
+
+    /// FLOCK total supply.
+    pub async fn total_supply(&self) -> Result<U256, DevnetError> {
+        let token = FlockToken::new(self.token, self.provider.clone());
+        Ok(token.totalSupply().call().await.map_err(ChainError::from)?)
+    }
+
+    /// Moves the chain's clock forward by `by` and mines a block.
+    pub async fn advance_time(&self, by: Duration) -> Result<(), DevnetError> {
+        let _: serde_json::Value = self
+            .provider
+            .raw_request("evm_increaseTime".into(), (by.as_secs(),))
+            .await
+            .map_err(ChainError::from)?;
+        self.mine().await
+    }
+
+    /// Mines one empty block.
+    pub async fn mine(&self) -> Result<(), DevnetError> {
+        let _: serde_json::Value = self
+            .provider
+            .raw_request("evm_mine".into(), ())
+            .await
+            .map_err(ChainError::from)?;
+        Ok(())
+    }
+
+    /// Timestamp of the latest block.
+    pub async fn now(&self) -> Result<u64, DevnetError> {
+        let block = self
+            .provider
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await
+            .map_err(ChainError::from)?
+            .ok_or_else(|| DevnetError::Invalid("no latest block".into()))?;
+        Ok(block.header.timestamp)
+    }
+
+    /// A fresh random 32-byte value (secrets and salts in scripted rounds).
+    pub fn random(&self) -> Result<B256, DevnetError> {
+        Ok(crate::task::random_b256()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ten_thousand_eth() {
+        let eth = U256::from(10u8).pow(U256::from(18u8));
+        assert_eq!(ETH_PER_ACCOUNT, eth * U256::from(10_000u32));
+    }
+
+    #[test]
+    fn dev_keys_are_distinct_and_stable() {
+        let a = dev_key(0).map(|k| k.address()).ok();
+        let b = dev_key(1).map(|k| k.address()).ok();
+        assert!(a.is_some() && a != b);
+        assert_eq!(a, dev_key(0).map(|k| k.address()).ok());
+    }
+}

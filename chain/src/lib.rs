@@ -1,0 +1,20 @@
+//! flock-edge's chain client: alloy bindings of the FL Alliance contracts (`chain/contracts`,
+//! compiled into `fixtures/contracts`), a local anvil devnet for tests and demos, a typed client
+//! of one task for one signer, the contributors Merkle tree, and the aggregator's durable anchor
+//! queue.
+pub mod anchor;
+pub mod anvil;
+pub mod contracts;
+pub mod devnet;
+pub mod drive;
+pub mod error;
+pub mod merkle;
+pub mod params;
+pub mod provider;
+pub mod queue;
+pub mod roles;
+pub mod task;
+pub mod tx;
+
+pub use error::{ChainError, Revert};
+pub use roles::{Outcome, Phase, Role};

@@ -1,0 +1,55 @@
+//! Connecting to a node: an HTTP(S) provider that signs with local keys, fills gas, the nonce
+//! (asked from the node every time, so a failed send never leaves a gap) and the chain id.
+//! HTTPS uses rustls with ring, installed as the process's default provider if none is.
+
+use std::time::Duration;
+
+use alloy::network::EthereumWallet;
+use alloy::providers::fillers::GasFiller;
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::signers::local::PrivateKeySigner;
+
+use crate::error::ChainError;
+
+/// How long one JSON-RPC request may take before it counts as a transient failure.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A provider for `url` that can sign for every key in `signers` (the first is the default
+/// sender). Each request times out after `request_timeout`.
+pub fn connect(
+    url: &str,
+    signers: impl IntoIterator<Item = PrivateKeySigner>,
+    request_timeout: Duration,
+) -> Result<DynProvider, ChainError> {
+    let url: reqwest::Url = url
+        .parse()
+        .map_err(|e| ChainError::Endpoint(format!("{url}: {e}")))?;
+    // reqwest is built without a crypto provider of its own (its `rustls` feature would pull
+    // aws-lc-rs): make ring the process default unless someone already chose one.
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Err only means another thread installed one first: fine either way.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    let http = reqwest::Client::builder()
+        .timeout(request_timeout)
+        .connect_timeout(request_timeout.min(Duration::from_secs(5)))
+        .build()
+        .map_err(|e| ChainError::Endpoint(format!("HTTP client: {e}")))?;
+    let mut signers = signers.into_iter();
+    let builder = ProviderBuilder::new()
+        .disable_recommended_fillers()
+        .filler(GasFiller::default())
+        .with_simple_nonce_management()
+        .fetch_chain_id();
+    let provider = match signers.next() {
+        Some(first) => {
+            let mut wallet = EthereumWallet::from(first);
+            for s in signers {
+                wallet.register_signer(s);
+            }
+            builder.wallet(wallet).connect_reqwest(http, url).erased()
+        }
+        None => builder.connect_reqwest(http, url).erased(),
+    };
+    Ok(provider)
+}

@@ -1,0 +1,393 @@
+//! A typed client of one `FlTask` for one signer: stake, round calls (beacon and vote
+//! commit/reveal with the commitments computed off chain exactly as the contract does), the
+//! aggregator's anchor, and the reads a participant or aggregator needs. Refusals come back as
+//! [`ChainError::Reverted`] with the contract's custom error decoded.
+
+use alloy::primitives::{Address, B256, U256, keccak256};
+use alloy::providers::DynProvider;
+use alloy::sol_types::SolValue;
+
+use crate::contracts::{FlTask, FlockToken};
+use crate::error::ChainError;
+use crate::roles::{Outcome, Phase, Role};
+use crate::tx::{self, ConfirmOptions, Confirmation};
+
+/// `keccak256(abi.encode(secret, member, round))`: what `commitBeacon` takes.
+pub fn beacon_commitment(secret: B256, member: Address, round: u64) -> B256 {
+    keccak256((secret, member, U256::from(round)).abi_encode_params())
+}
+
+/// `keccak256(abi.encode(accept, accuracyBps, salt, voter))`: what `commitVote` takes.
+pub fn vote_commitment(accept: bool, accuracy_bps: u32, salt: B256, voter: Address) -> B256 {
+    keccak256((accept, accuracy_bps, salt, voter).abi_encode_params())
+}
+
+/// 32 random bytes from the OS (beacon secrets, vote salts).
+pub fn random_b256() -> Result<B256, ChainError> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| ChainError::Unexpected(format!("OS randomness: {e}")))?;
+    Ok(B256::from(b))
+}
+
+/// A voter's ballot: what it commits to and later reveals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ballot {
+    /// Accept the candidate?
+    pub accept: bool,
+    /// The accuracy the voter measured, basis points.
+    pub accuracy_bps: u32,
+    /// Random salt hiding the vote until the reveal.
+    pub salt: B256,
+}
+
+/// The candidate anchored for a round (`candidateOf`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate {
+    /// Whether one is anchored.
+    pub anchored: bool,
+    /// The candidate model's hash.
+    pub model_hash: B256,
+    /// The model it builds on.
+    pub prev_model_hash: B256,
+    /// Merkle root of the contributors.
+    pub contributors_root: B256,
+    /// The aggregator's accuracy figure, basis points.
+    pub accuracy_bps: u32,
+    /// Number of contributors.
+    pub contributor_count: u16,
+}
+
+/// The receipts of `join`: the token approval, then the join itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Joined {
+    /// `token.approve(task, stake)`.
+    pub approve: Confirmation,
+    /// `task.join(stake)`.
+    pub join: Confirmation,
+}
+
+/// One task seen by one signer.
+#[derive(Debug, Clone)]
+pub struct TaskClient {
+    provider: DynProvider,
+    task: FlTask::FlTaskInstance<DynProvider>,
+    token: FlockToken::FlockTokenInstance<DynProvider>,
+    from: Address,
+    confirm: ConfirmOptions,
+}
+
+impl TaskClient {
+    /// A client of the task at `task` sending as `from` (the provider must hold its key);
+    /// reads the task's token address.
+    pub async fn connect(
+        provider: DynProvider,
+        task: Address,
+        from: Address,
+        confirm: ConfirmOptions,
+    ) -> Result<Self, ChainError> {
+        let instance = FlTask::new(task, provider.clone());
+        let token = instance.token().call().await?;
+        Ok(Self {
+            token: FlockToken::new(token, provider.clone()),
+            task: instance,
+            provider,
+            from,
+            confirm,
+        })
+    }
+
+    /// The signer's address.
+    pub fn address(&self) -> Address {
+        self.from
+    }
+
+    /// The task's address.
+    pub fn task_address(&self) -> Address {
+        *self.task.address()
+    }
+
+    /// The stake token's address.
+    pub fn token_address(&self) -> Address {
+        *self.token.address()
+    }
+
+    /// The provider in use.
+    pub fn provider(&self) -> &DynProvider {
+        &self.provider
+    }
+
+    /// The binding, for calls this client does not wrap.
+    pub fn contract(&self) -> &FlTask::FlTaskInstance<DynProvider> {
+        &self.task
+    }
+
+    /// Approves the task for `stake` and joins with it.
+    pub async fn join(&self, stake: U256) -> Result<Joined, ChainError> {
+        let approve = self
+            .token
+            .approve(self.task_address(), stake)
+            .from(self.from);
+        let approve = tx::send(approve, &self.provider, &self.confirm).await?;
+        let join = tx::send(
+            self.task.join(stake).from(self.from),
+            &self.provider,
+            &self.confirm,
+        )
+        .await?;
+        Ok(Joined { approve, join })
+    }
+
+    /// Leaves the task, taking the stake back.
+    pub async fn leave(&self) -> Result<Confirmation, ChainError> {
+        tx::send(
+            self.task.leave().from(self.from),
+            &self.provider,
+            &self.confirm,
+        )
+        .await
+    }
+
+    /// Starts the next round; returns its number.
+    pub async fn start_round(&self) -> Result<(u64, Confirmation), ChainError> {
+        let c = tx::send(
+            self.task.startRound().from(self.from),
+            &self.provider,
+            &self.confirm,
+        )
+        .await?;
+        Ok((self.current_round().await?, c))
+    }
+
+    /// Commits `secret` as this member's beacon share of `round`.
+    pub async fn commit_beacon(
+        &self,
+        round: u64,
+        secret: B256,
+    ) -> Result<Confirmation, ChainError> {
+        let c = beacon_commitment(secret, self.from, round);
+        let call = self.task.commitBeacon(U256::from(round), c).from(self.from);
+        tx::send(call, &self.provider, &self.confirm).await
+    }
+
+    /// Reveals the beacon share committed for `round`.
+    pub async fn reveal_beacon(
+        &self,
+        round: u64,
+        secret: B256,
+    ) -> Result<Confirmation, ChainError> {
+        let call = self
+            .task
+            .revealBeacon(U256::from(round), secret)
+            .from(self.from);
+        tx::send(call, &self.provider, &self.confirm).await
+    }
+
+    /// Draws the roles of `round`.
+    pub async fn draw_roles(&self, round: u64) -> Result<Confirmation, ChainError> {
+        let call = self.task.drawRoles(U256::from(round)).from(self.from);
+        tx::send(call, &self.provider, &self.confirm).await
+    }
+
+    /// Anchors the candidate of `round` (aggregator only). `contributors` must be strictly
+    /// ascending (see [`crate::merkle::sorted_contributors`]).
+    pub async fn anchor_candidate(
+        &self,
+        round: u64,
+        model_hash: B256,
+        prev_model_hash: B256,
+        accuracy_bps: u32,
+        contributors: &[Address],
+    ) -> Result<Confirmation, ChainError> {
+        let call = self
+            .task
+            .anchorCandidate(
+                U256::from(round),
+                model_hash,
+                prev_model_hash,
+                accuracy_bps,
+                contributors.to_vec(),
+            )
+            .from(self.from);
+        tx::send(call, &self.provider, &self.confirm).await
+    }
+
+    /// Commits `ballot` as this voter's vote in `round`.
+    pub async fn commit_vote(
+        &self,
+        round: u64,
+        ballot: &Ballot,
+    ) -> Result<Confirmation, ChainError> {
+        let c = vote_commitment(ballot.accept, ballot.accuracy_bps, ballot.salt, self.from);
+        let call = self.task.commitVote(U256::from(round), c).from(self.from);
+        tx::send(call, &self.provider, &self.confirm).await
+    }
+
+    /// Reveals `ballot` in `round`.
+    pub async fn reveal_vote(
+        &self,
+        round: u64,
+        ballot: &Ballot,
+    ) -> Result<Confirmation, ChainError> {
+        let call = self
+            .task
+            .revealVote(
+                U256::from(round),
+                ballot.accept,
+                ballot.accuracy_bps,
+                ballot.salt,
+            )
+            .from(self.from);
+        tx::send(call, &self.provider, &self.confirm).await
+    }
+
+    /// Settles `round`.
+    pub async fn finalise(&self, round: u64) -> Result<Confirmation, ChainError> {
+        let call = self.task.finalise(U256::from(round)).from(self.from);
+        tx::send(call, &self.provider, &self.confirm).await
+    }
+
+    /// The round most recently started (0 before the first).
+    pub async fn current_round(&self) -> Result<u64, ChainError> {
+        to_u64(self.task.currentRound().call().await?, "currentRound")
+    }
+
+    /// The current round's phase.
+    pub async fn current_phase(&self) -> Result<Phase, ChainError> {
+        let v = self.task.currentPhase().call().await?;
+        Phase::from_u8(v).ok_or_else(|| bad("currentPhase"))
+    }
+
+    /// Role of `who` in `round`.
+    pub async fn role_of(&self, round: u64, who: Address) -> Result<Role, ChainError> {
+        let v = self.task.roleOf(U256::from(round), who).call().await?;
+        Role::from_u8(v).ok_or_else(|| bad("roleOf"))
+    }
+
+    /// The candidate anchored for `round`.
+    pub async fn candidate_of(&self, round: u64) -> Result<Candidate, ChainError> {
+        let c = self.task.candidateOf(U256::from(round)).call().await?;
+        Ok(Candidate {
+            anchored: c.anchored,
+            model_hash: c.modelHash,
+            prev_model_hash: c.prevModelHash,
+            contributors_root: c.contributorsRoot,
+            accuracy_bps: c.accuracyBps,
+            contributor_count: c.contributorCount,
+        })
+    }
+
+    /// Outcome and score of `round`.
+    pub async fn outcome_of(
+        &self,
+        round: u64,
+    ) -> Result<(Outcome, alloy::primitives::I256), ChainError> {
+        let o = self.task.outcomeOf(U256::from(round)).call().await?;
+        let outcome = Outcome::from_u8(o.outcome).ok_or_else(|| bad("outcomeOf"))?;
+        Ok((outcome, o.score))
+    }
+
+    /// The last accepted model hash and the round that produced it (0: the initial model).
+    pub async fn last_accepted(&self) -> Result<(B256, u64), ChainError> {
+        let r = self.task.lastAccepted().call().await?;
+        Ok((r.modelHash, to_u64(r.round, "lastAccepted")?))
+    }
+
+    /// Stake of `who` (0 if not a participant).
+    pub async fn stake_of(&self, who: Address) -> Result<U256, ChainError> {
+        Ok(self.task.stakeOf(who).call().await?)
+    }
+
+    /// `participantInfo(who)`: active, stake, strikes, first round as a member.
+    pub async fn participant_info(
+        &self,
+        who: Address,
+    ) -> Result<FlTask::participantInfoReturn, ChainError> {
+        Ok(self.task.participantInfo(who).call().await?)
+    }
+
+    /// Whether `who` is banned from rejoining.
+    pub async fn is_banned(&self, who: Address) -> Result<bool, ChainError> {
+        Ok(self.task.banned(who).call().await?)
+    }
+
+    /// Active participants in member-index order.
+    pub async fn participants(&self) -> Result<Vec<Address>, ChainError> {
+        Ok(self.task.participants().call().await?)
+    }
+
+    /// Everything about `round` but the candidate.
+    pub async fn round_info(&self, round: u64) -> Result<FlTask::RoundView, ChainError> {
+        Ok(self.task.roundInfo(U256::from(round)).call().await?)
+    }
+
+    /// The reward pool.
+    pub async fn reward_pool(&self) -> Result<U256, ChainError> {
+        Ok(self.task.rewardPool().call().await?)
+    }
+
+    /// Sum of all stakes.
+    pub async fn total_staked(&self) -> Result<U256, ChainError> {
+        Ok(self.task.totalStaked().call().await?)
+    }
+
+    /// The contract's `beaconCommitment` (pure; for cross-checking [`beacon_commitment`]).
+    pub async fn beacon_commitment_on_chain(
+        &self,
+        secret: B256,
+        member: Address,
+        round: u64,
+    ) -> Result<B256, ChainError> {
+        Ok(self
+            .task
+            .beaconCommitment(secret, member, U256::from(round))
+            .call()
+            .await?)
+    }
+
+    /// The contract's `voteCommitment` (pure; for cross-checking [`vote_commitment`]).
+    pub async fn vote_commitment_on_chain(
+        &self,
+        ballot: &Ballot,
+        voter: Address,
+    ) -> Result<B256, ChainError> {
+        let call = self
+            .task
+            .voteCommitment(ballot.accept, ballot.accuracy_bps, ballot.salt, voter);
+        Ok(call.call().await?)
+    }
+
+    /// The contract's `contributorsMerkleRoot` (pure; for cross-checking [`crate::merkle`]).
+    pub async fn merkle_root_on_chain(&self, contributors: &[Address]) -> Result<B256, ChainError> {
+        Ok(self
+            .task
+            .contributorsMerkleRoot(contributors.to_vec())
+            .call()
+            .await?)
+    }
+
+    /// The contract's `proposerIndices` (pure; the role draw for a seed).
+    pub async fn proposer_indices_on_chain(
+        &self,
+        seed: B256,
+        n: usize,
+        k: usize,
+    ) -> Result<Vec<usize>, ChainError> {
+        let v = self
+            .task
+            .proposerIndices(seed, U256::from(n), U256::from(k))
+            .call()
+            .await?;
+        v.into_iter()
+            .map(|i| usize::try_from(i).map_err(|_| bad("proposerIndices")))
+            .collect()
+    }
+}
+
+fn to_u64(v: U256, what: &str) -> Result<u64, ChainError> {
+    u64::try_from(v)
+        .map_err(|_| ChainError::Unexpected(format!("{what} = {v} does not fit in u64")))
+}
+
+fn bad(what: &str) -> ChainError {
+    ChainError::Unexpected(format!("{what} returned a value outside its enum"))
+}

@@ -1,0 +1,192 @@
+//! Whole rounds on a real anvil: token conservation with rewards and slashing, a rejected
+//! candidate, strikes and removal, the roles on chain against the off-chain draw.
+
+mod common;
+
+use alloy::primitives::U256;
+use flock_chain::drive::{RoundScript, play_round};
+use flock_chain::roles::{Outcome, proposer_count, proposer_indices};
+use std::time::Instant;
+
+#[tokio::test]
+async fn tokens_are_conserved_over_a_task() -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let s = common::setup(6, 500, |i| 10 + 5 * i as u64, |p| p.total_rounds = 3).await?;
+    let supply = s.devnet.total_supply().await?;
+    assert_eq!(common::total_held(&s).await?, supply);
+    let pool0 = s.aggregator.reward_pool().await?;
+
+    // Round 1 accepted with one dissenting voter and a beacon withholder (both slashed);
+    // round 2 rejected; round 3 accepted by all.
+    let members: Vec<_> = s.members.iter().map(|m| m.address()).collect();
+    let r1 = play_round(
+        &s.devnet,
+        &s.members,
+        &s.aggregator,
+        &RoundScript {
+            beacon_skippers: vec![members[0]],
+            ..RoundScript::default()
+        },
+    )
+    .await?;
+    assert_eq!(r1.outcome, Outcome::Accepted);
+    let after1 = s.aggregator.reward_pool().await?;
+    let info1 = s.aggregator.round_info(1).await?;
+    assert!(
+        info1.slashed > U256::ZERO,
+        "the beacon withholder was slashed"
+    );
+    assert!(info1.rewardPaid > U256::ZERO, "winners were paid");
+    assert_eq!(after1, pool0 + info1.slashed - info1.rewardPaid);
+
+    let r2 = play_round(
+        &s.devnet,
+        &s.members,
+        &s.aggregator,
+        &RoundScript {
+            rejecters: members.clone(),
+            ..RoundScript::default()
+        },
+    )
+    .await?;
+    assert_eq!(r2.outcome, Outcome::Rejected);
+    let r3 = play_round(
+        &s.devnet,
+        &s.members,
+        &s.aggregator,
+        &RoundScript::default(),
+    )
+    .await?;
+    assert_eq!(r3.outcome, Outcome::Accepted);
+
+    // Conservation: every token is in a wallet or the task, and the task holds exactly the
+    // stakes plus the pool.
+    assert_eq!(s.devnet.total_supply().await?, supply);
+    assert_eq!(common::total_held(&s).await?, supply);
+    let mut stakes = U256::ZERO;
+    for a in s.aggregator.participants().await? {
+        stakes += s.aggregator.stake_of(a).await?;
+    }
+    assert_eq!(stakes, s.aggregator.total_staked().await?);
+    let pool = s.aggregator.reward_pool().await?;
+    assert_eq!(s.devnet.balance(s.task).await?, stakes + pool);
+    let (model, round) = s.aggregator.last_accepted().await?;
+    assert_eq!((model, round), (r3.model_hash, 3));
+    eprintln!("tokens_are_conserved_over_a_task: {:?}", t0.elapsed());
+    Ok(())
+}
+
+#[tokio::test]
+async fn rejected_rounds_slash_proposers_and_remove_repeat_offenders() -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let s = common::setup(
+        4,
+        100,
+        |_| 100,
+        |p| {
+            p.strikes_before_removal = 2;
+            p.slash_bps = 2000;
+        },
+    )
+    .await?;
+    let members: Vec<_> = s.members.iter().map(|m| m.address()).collect();
+    let (initial, _) = s.aggregator.last_accepted().await?;
+    let reject_all = RoundScript {
+        rejecters: members.clone(),
+        ..RoundScript::default()
+    };
+
+    let r1 = play_round(&s.devnet, &s.members, &s.aggregator, &reject_all).await?;
+    assert_eq!(r1.outcome, Outcome::Rejected);
+    assert_eq!(s.aggregator.last_accepted().await?, (initial, 0));
+    let hundred = common_flock(100);
+    for p in &r1.proposers {
+        let stake = s.aggregator.stake_of(*p).await?;
+        assert_eq!(
+            stake,
+            hundred - hundred * U256::from(2000u32) / U256::from(10_000u32)
+        );
+        assert_eq!(
+            s.aggregator.participant_info(*p).await?.strikes,
+            U256::from(1u8)
+        );
+    }
+    for v in &r1.voters {
+        assert!(
+            s.aggregator.stake_of(*v).await? >= hundred,
+            "reject voters are winners"
+        );
+    }
+
+    // Play rejected rounds until someone has proposed twice: they are removed and banned.
+    let mut proposed: std::collections::HashMap<_, u32> =
+        r1.proposers.iter().map(|p| (*p, 1)).collect();
+    let mut removed = None;
+    for _ in 0..8 {
+        let r = play_round(&s.devnet, &s.members, &s.aggregator, &reject_all).await?;
+        assert_eq!(r.outcome, Outcome::Rejected);
+        for p in &r.proposers {
+            let n = proposed.entry(*p).or_default();
+            *n += 1;
+            if *n == 2 {
+                removed = Some(*p);
+            }
+        }
+        if removed.is_some() {
+            break;
+        }
+        if s.aggregator.participants().await?.len() < 2 {
+            break;
+        }
+    }
+    let offender = removed.ok_or_else(|| anyhow::anyhow!("nobody proposed twice in 9 rounds"))?;
+    assert!(!s.aggregator.participants().await?.contains(&offender));
+    assert!(s.aggregator.is_banned(offender).await?);
+    assert_eq!(s.aggregator.stake_of(offender).await?, U256::ZERO);
+    let client = s
+        .members
+        .iter()
+        .find(|m| m.address() == offender)
+        .ok_or_else(|| anyhow::anyhow!("?"))?;
+    let err = client
+        .join(common_flock(50))
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("banned rejoined"))?;
+    assert_eq!(err.revert_name(), Some("Banned"), "{err}");
+    assert_eq!(s.aggregator.last_accepted().await?, (initial, 0));
+    eprintln!(
+        "rejected_rounds_slash_proposers_and_remove_repeat_offenders: {:?}",
+        t0.elapsed()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn roles_on_chain_match_the_pure_draw() -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let s = common::setup(7, 0, |_| 10, |_| {}).await?;
+    let r = play_round(
+        &s.devnet,
+        &s.members,
+        &s.aggregator,
+        &RoundScript::default(),
+    )
+    .await?;
+    let n = r.members.len();
+    let k = proposer_count(n, s.params.proposer_share_bps);
+    assert_eq!(r.proposers.len(), k);
+    let on_chain = s.aggregator.proposer_indices_on_chain(r.seed, n, k).await?;
+    assert_eq!(on_chain, proposer_indices(r.seed, n, k));
+    let mut expected: Vec<_> = on_chain.iter().map(|&i| r.members[i]).collect();
+    let mut got = r.proposers.clone();
+    expected.sort();
+    got.sort();
+    assert_eq!(got, expected);
+    eprintln!("roles_on_chain_match_the_pure_draw: {:?}", t0.elapsed());
+    Ok(())
+}
+
+fn common_flock(n: u64) -> U256 {
+    flock_chain::params::FLOCK * U256::from(n)
+}
