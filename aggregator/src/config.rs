@@ -37,7 +37,7 @@
 //! crl = "ca/crl.pem"
 //! cert = "certs/aggregator.pem"
 //! key = "certs/aggregator.key"
-//! store = "store"
+//! store = "store"          # or s3://bucket/prefix (AWS_* variables: credentials, endpoint)
 //! metrics = "127.0.0.1:9464"   # optional: GET /metrics (Prometheus), GET /healthz
 //!
 //! [server_optimizer]       # optional; default: kind = "fedavg", learning_rate = 1
@@ -58,6 +58,7 @@ use serde::Deserialize;
 use flock_protocol::{ThreatModel, params};
 
 use crate::optimizer::ServerOptimizer;
+use crate::store::StoreLocation;
 
 /// The whole file.
 #[derive(Clone, Debug, Deserialize)]
@@ -169,8 +170,9 @@ pub struct ServerSection {
     pub cert: PathBuf,
     /// Its key.
     pub key: PathBuf,
-    /// Directory of the content-addressed model store.
-    pub store: PathBuf,
+    /// The content-addressed model store: a directory, or an object-store URL
+    /// (`s3://bucket/prefix`, `file:///path`, `memory://`).
+    pub store: StoreLocation,
     /// TCP address of the HTTP `/metrics` (Prometheus) and `/healthz` endpoints; none if absent.
     pub metrics: Option<SocketAddr>,
 }
@@ -220,7 +222,10 @@ impl Config {
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let s = &mut config.server;
-        for p in [&mut s.ca, &mut s.cert, &mut s.key, &mut s.store] {
+        for p in [&mut s.ca, &mut s.cert, &mut s.key] {
+            *p = base.join(&*p);
+        }
+        if let StoreLocation::Dir(p) = &mut s.store {
             *p = base.join(&*p);
         }
         if let Some(crl) = &mut s.crl {

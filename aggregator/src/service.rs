@@ -155,7 +155,7 @@ fn send(conn: &Connection, msg: AggregatorMessage) {
 
 impl Service {
     fn new(config: Config, metrics: Arc<Metrics>) -> Result<Self, ServeError> {
-        let store = ModelStore::open(&config.server.store)?;
+        let store = ModelStore::open_at(&config.server.store)?;
         let name = config.task.name.clone();
         let (global, state) = match store.state(&name)? {
             Some(state) => {

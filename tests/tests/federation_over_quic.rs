@@ -5,6 +5,7 @@
 //!   previous one plus the FedAvg of the same quantised inputs summed in the clear (the agents
 //!   reveal their inputs through the `test-hooks` feature); the final model reaches 0.95.
 //! - Agents masking on the GPU and on the CPU in one round: still bit for bit.
+//! - The model store behind the object-store API.
 //! - The aggregator killed between rounds and started again continues from its store with the
 //!   next round: no round lost or repeated, and the agents reconnect by themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -290,4 +291,41 @@ async fn agents_masking_on_the_gpu_and_on_the_cpu_sum_exactly() {
     assert!(report.rounds.iter().all(|r| r.contributors.len() == AGENTS));
     let ids: Vec<_> = (0..AGENTS).map(|i| fed.client_id(i)).collect();
     check_bit_exact(&fed, &report.rounds, &ids);
+}
+
+/// The model store behind the object-store API (`file://` here; `s3://` takes the same path
+/// through `object_store`): rounds stay exact and the objects are laid out like the directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_task_keeps_its_models_in_an_object_store() {
+    const AGENTS: usize = 4;
+    const ROUNDS: u64 = 2;
+    let fed = Federation::new(
+        "objects",
+        AGENTS,
+        AGENTS,
+        ROUNDS,
+        ([127, 0, 0, 1], 0).into(),
+    );
+    let objects = fed.root.join("objects");
+    std::fs::create_dir_all(&objects).unwrap();
+    let fed = fed.with_store(&format!("file://{}/", objects.display()));
+    let (server, addr) = fed.serve(std::future::pending()).await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let agents = fed.agents(addr, &seen, |_, b| (b, None));
+    let report = tokio::time::timeout(timeout(), server)
+        .await
+        .expect("task finished")
+        .unwrap();
+    for a in agents {
+        assert!(a.await.unwrap().unwrap().completed);
+    }
+    let ids: Vec<_> = (0..AGENTS).map(|i| fed.client_id(i)).collect();
+    check_bit_exact(&fed, &report.rounds, &ids);
+    assert!(objects.join("state.json").exists());
+    let model = objects.join(format!("models/{}.safetensors", report.state.model));
+    assert!(model.exists(), "{}", model.display());
+    assert!(
+        !fed.root.join("store").exists(),
+        "nothing went to the default directory"
+    );
 }

@@ -177,6 +177,15 @@ metrics = "127.0.0.1:0"
         }
     }
 
+    /// Puts the aggregator's model store at `location` (a path or an object-store URL).
+    pub fn with_store(self, location: &str) -> Self {
+        let path = self.root.join("aggregator.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.replace("store = \"store\"", &format!("store = \"{location}\""));
+        std::fs::write(&path, text).unwrap();
+        self
+    }
+
     /// Sets the aggregator's `[server_optimizer]` (a TOML table body).
     pub fn with_server_optimizer(self, table: &str) -> Self {
         let path = self.root.join("aggregator.toml");
@@ -289,7 +298,7 @@ max_backoff_ms = 1000
     }
 
     pub fn store(&self) -> ModelStore {
-        ModelStore::open(&self.root.join("store")).unwrap()
+        ModelStore::open_at(&self.config().server.store).unwrap()
     }
 
     /// The final model's accuracy on every device's held-out split.
