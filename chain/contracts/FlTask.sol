@@ -209,6 +209,10 @@ contract FlTask is ReentrancyGuard {
 
     address[] private _participants;
     mapping(address => Participant) private _participant;
+    /// Each current participant's 32-byte ed25519 identity key (its device key off chain).
+    mapping(address => bytes32) private _identityOf;
+    /// The current participant holding each registered identity key.
+    mapping(bytes32 => address) private _holderOf;
     /// Removed for reaching the strike limit: may not join again.
     mapping(address => bool) public banned;
     mapping(uint256 => Round) private _rounds;
@@ -216,7 +220,9 @@ contract FlTask is ReentrancyGuard {
 
     // ------------------------------------------------------------------ events
 
-    event Joined(address indexed participant, uint256 stake, uint256 eligibleFromRound);
+    event Joined(
+        address indexed participant, bytes32 indexed identityKey, uint256 stake, uint256 eligibleFromRound
+    );
     event Left(address indexed participant, uint256 stakeReturned);
     event PoolFunded(address indexed from, uint256 amount, uint256 poolAfter);
     event RoundStarted(uint256 indexed round, uint256 memberCount, uint64 beaconCommitEnd, uint64 beaconRevealEnd);
@@ -247,6 +253,8 @@ contract FlTask is ReentrancyGuard {
     error ZeroAmount();
     error StakeBelowMinimum(uint256 amount, uint256 minStake);
     error AlreadyJoined();
+    error ZeroIdentity();
+    error IdentityTaken(address holder);
     error NotParticipant();
     error Banned();
     error TaskFull();
@@ -339,10 +347,16 @@ contract FlTask is ReentrancyGuard {
     // ------------------------------------------------------------------ stakes
 
     /// Stakes `amount` (>= minStake; caller must have approved this contract) and joins the
-    /// task. A participant joining while a round is open takes part from the next round.
-    function join(uint256 amount) external nonReentrant {
+    /// task with `identityKey`, the participant's 32-byte ed25519 public key (the key of its
+    /// device's TLS client certificate off chain). The key must be non-zero and not held by
+    /// another current participant; it is released when the participant leaves or is removed.
+    /// A participant joining while a round is open takes part from the next round.
+    function join(uint256 amount, bytes32 identityKey) external nonReentrant {
         if (banned[msg.sender]) revert Banned();
         if (_participant[msg.sender].active) revert AlreadyJoined();
+        if (identityKey == bytes32(0)) revert ZeroIdentity();
+        address holder = _holderOf[identityKey];
+        if (holder != address(0)) revert IdentityTaken(holder);
         if (amount < minStake) revert StakeBelowMinimum(amount, minStake);
         if (amount > type(uint128).max) revert InvalidParams("amount");
         if (_participants.length >= maxParticipants) revert TaskFull();
@@ -358,8 +372,10 @@ contract FlTask is ReentrancyGuard {
             active: true
         });
         _participants.push(msg.sender);
+        _identityOf[msg.sender] = identityKey;
+        _holderOf[identityKey] = msg.sender;
         totalStaked += amount;
-        emit Joined(msg.sender, amount, from);
+        emit Joined(msg.sender, identityKey, amount, from);
     }
 
     /// Leaves the task and takes the stake back. Refused while a round this participant is a
@@ -835,6 +851,16 @@ contract FlTask is ReentrancyGuard {
         return (p.active, p.stake, p.strikes, p.eligibleFrom);
     }
 
+    /// The identity key `who` registered with `join` (0 if not a current participant).
+    function identityOf(address who) external view returns (bytes32) {
+        return _identityOf[who];
+    }
+
+    /// The current participant that registered `identityKey` (address(0) if none).
+    function participantOfIdentity(bytes32 identityKey) external view returns (address) {
+        return _holderOf[identityKey];
+    }
+
     function participantCount() external view returns (uint256) {
         return _participants.length;
     }
@@ -968,6 +994,8 @@ contract FlTask is ReentrancyGuard {
         }
         _participants.pop();
         totalStaked -= p.stake;
+        delete _holderOf[_identityOf[a]];
+        delete _identityOf[a];
         delete _participant[a];
     }
 }

@@ -7,7 +7,7 @@
 
 use alloy::primitives::U256;
 use flock_chain::anvil::AnvilOptions;
-use flock_chain::devnet::Devnet;
+use flock_chain::devnet::{Devnet, dev_identity};
 use flock_chain::drive::{RoundScript, play_round};
 use flock_chain::params::{FLOCK, TaskParams};
 
@@ -28,7 +28,7 @@ async fn main() -> anyhow::Result<()> {
             let m = devnet.task_client(task, i + 2).await?;
             devnet.mint(m.address(), FLOCK * U256::from(200u32)).await?;
             joins.push(
-                m.join(FLOCK * U256::from(10u32 + i as u32))
+                m.join(FLOCK * U256::from(10u32 + i as u32), dev_identity(i + 2))
                     .await?
                     .join
                     .gas_used,

@@ -12,6 +12,7 @@ use alloy::signers::local::PrivateKeySigner;
 use crate::anvil::{Anvil, AnvilError, AnvilOptions};
 use crate::contracts::{FlockToken, TaskManager};
 use crate::error::ChainError;
+use crate::identity::IdentityKey;
 use crate::params::TaskParams;
 use crate::provider::{self, DEFAULT_REQUEST_TIMEOUT};
 use crate::task::TaskClient;
@@ -40,6 +41,15 @@ pub fn dev_key(i: usize) -> Result<PrivateKeySigner, DevnetError> {
     seed.extend_from_slice(&(i as u64).to_be_bytes());
     PrivateKeySigner::from_bytes(&keccak256(seed))
         .map_err(|e| DevnetError::Invalid(format!("devnet key {i}: {e}")))
+}
+
+/// A stand-in for the ed25519 identity key of devnet account `i`:
+/// `keccak256("flock-edge devnet identity" ‖ i)`. The chain only stores the 32 bytes; tests that
+/// need a usable key register a real one.
+pub fn dev_identity(i: usize) -> IdentityKey {
+    let mut seed = b"flock-edge devnet identity".to_vec();
+    seed.extend_from_slice(&(i as u64).to_be_bytes());
+    keccak256(seed)
 }
 
 /// A running devnet with the token and the task manager deployed.

@@ -158,6 +158,10 @@ pub enum ChainError {
     /// A receipt or log did not contain what the contract always emits.
     #[error("unexpected chain data: {0}")]
     Unexpected(String),
+    /// The chain's state at the block asked cannot answer the question (e.g. the roster of a
+    /// round that has not started, or that is finalised and whose members may have left).
+    #[error("not available on chain: {0}")]
+    Unavailable(String),
 }
 
 impl ChainError {

@@ -1,13 +1,15 @@
 //! flock-edge's chain client: alloy bindings of the FL Alliance contracts (`chain/contracts`,
 //! compiled into `fixtures/contracts`), a local anvil devnet for tests and demos, a typed client
-//! of one task for one signer, the contributors Merkle tree, and the aggregator's durable anchor
-//! queue.
+//! of one task for one signer (with a round's roster: every member's address, ed25519 identity
+//! key, `ClientId`, role and stake), the contributors Merkle tree, and the aggregator's durable
+//! anchor queue.
 pub mod anchor;
 pub mod anvil;
 pub mod contracts;
 pub mod devnet;
 pub mod drive;
 pub mod error;
+pub mod identity;
 pub mod merkle;
 pub mod params;
 pub mod provider;

@@ -1,14 +1,19 @@
 //! A typed client of one `FlTask` for one signer: stake, round calls (beacon and vote
 //! commit/reveal with the commitments computed off chain exactly as the contract does), the
-//! aggregator's anchor, and the reads a participant or aggregator needs. Refusals come back as
-//! [`ChainError::Reverted`] with the contract's custom error decoded.
+//! aggregator's anchor, and the reads a participant or aggregator needs, among them a round's
+//! [`Roster`] (address, identity key, `ClientId`, role and stake of every member). Refusals come
+//! back as [`ChainError::Reverted`] with the contract's custom error decoded.
 
-use alloy::primitives::{Address, B256, U256, keccak256};
-use alloy::providers::DynProvider;
-use alloy::sol_types::SolValue;
+use alloy::eips::BlockId;
+use alloy::primitives::{Address, B256, Bytes, U256, keccak256};
+use alloy::providers::{DynProvider, Provider};
+use alloy::rpc::client::{BatchRequest, Waiter};
+use alloy::rpc::types::{TransactionInput, TransactionRequest};
+use alloy::sol_types::{SolCall, SolValue};
 
 use crate::contracts::{FlTask, FlockToken};
 use crate::error::ChainError;
+use crate::identity::{IdentityKey, client_id};
 use crate::roles::{Outcome, Phase, Role};
 use crate::tx::{self, ConfirmOptions, Confirmation};
 
@@ -62,9 +67,69 @@ pub struct Candidate {
 pub struct Joined {
     /// `token.approve(task, stake)`.
     pub approve: Confirmation,
-    /// `task.join(stake)`.
+    /// `task.join(stake, identityKey)`.
     pub join: Confirmation,
 }
+
+/// One member of a round, on chain and off chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RosterEntry {
+    /// Its member index: position in `participants()` at the round start, the index the role
+    /// draw (`proposerIndices`) works on.
+    pub index: usize,
+    /// Its EVM address.
+    pub address: Address,
+    /// The ed25519 public key it registered with `join` (its device's TLS key).
+    pub identity: IdentityKey,
+    /// flock-protocol's `ClientId` of that key ([`crate::identity::client_id`]).
+    pub client_id: u64,
+    /// Its role in the round ([`Role::None`] until the roles are drawn).
+    pub role: Role,
+    /// Its stake (token wei); stakes do not change while a round is open.
+    pub stake: U256,
+}
+
+/// The members of one round as the chain saw them at one block ([`TaskClient::roster`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Roster {
+    /// The round.
+    pub round: u64,
+    /// The block every value was read at.
+    pub block: u64,
+    /// Every member, in member-index order.
+    pub members: Vec<RosterEntry>,
+}
+
+impl Roster {
+    /// The proposers, in member-index order.
+    pub fn proposers(&self) -> impl Iterator<Item = &RosterEntry> {
+        self.members.iter().filter(|m| m.role == Role::Proposer)
+    }
+
+    /// The voters, in member-index order.
+    pub fn voters(&self) -> impl Iterator<Item = &RosterEntry> {
+        self.members.iter().filter(|m| m.role == Role::Voter)
+    }
+
+    /// The member with this address.
+    pub fn by_address(&self, address: Address) -> Option<&RosterEntry> {
+        self.members.iter().find(|m| m.address == address)
+    }
+
+    /// The member that registered this identity key.
+    pub fn by_identity(&self, identity: &IdentityKey) -> Option<&RosterEntry> {
+        self.members.iter().find(|m| m.identity == *identity)
+    }
+
+    /// The members whose key has this `ClientId`. The chain keeps the keys unique, not their
+    /// 64-bit `ClientId`s: more than one entry means a collision the caller must refuse.
+    pub fn by_client_id(&self, id: u64) -> Vec<&RosterEntry> {
+        self.members.iter().filter(|m| m.client_id == id).collect()
+    }
+}
+
+/// Members whose reads go into one JSON-RPC batch (three `eth_call`s each).
+const ROSTER_BATCH_MEMBERS: usize = 64;
 
 /// One task seen by one signer.
 #[derive(Debug, Clone)]
@@ -121,15 +186,16 @@ impl TaskClient {
         &self.task
     }
 
-    /// Approves the task for `stake` and joins with it.
-    pub async fn join(&self, stake: U256) -> Result<Joined, ChainError> {
+    /// Approves the task for `stake` and joins with it, registering `identity` (this
+    /// participant's ed25519 public key: non-zero, not held by another participant).
+    pub async fn join(&self, stake: U256, identity: IdentityKey) -> Result<Joined, ChainError> {
         let approve = self
             .token
             .approve(self.task_address(), stake)
             .from(self.from);
         let approve = tx::send(approve, &self.provider, &self.confirm).await?;
         let join = tx::send(
-            self.task.join(stake).from(self.from),
+            self.task.join(stake, identity).from(self.from),
             &self.provider,
             &self.confirm,
         )
@@ -310,6 +376,127 @@ impl TaskClient {
         Ok(self.task.banned(who).call().await?)
     }
 
+    /// The identity key `who` registered (zero if it is not a participant).
+    pub async fn identity_of(&self, who: Address) -> Result<IdentityKey, ChainError> {
+        Ok(self.task.identityOf(who).call().await?)
+    }
+
+    /// The participant that registered `identity` (`None` if nobody holds it).
+    pub async fn participant_of_identity(
+        &self,
+        identity: IdentityKey,
+    ) -> Result<Option<Address>, ChainError> {
+        let a = self.task.participantOfIdentity(identity).call().await?;
+        Ok((a != Address::ZERO).then_some(a))
+    }
+
+    /// The members of `round` at the latest block: see [`TaskClient::roster_at`].
+    pub async fn roster(&self, round: u64) -> Result<Roster, ChainError> {
+        let block = self.provider.get_block_number().await?;
+        self.roster_at(round, block).await
+    }
+
+    /// The members of `round` as of `block`: address, identity key, `ClientId`, role and
+    /// stake of each, in member-index order, all read at that one block. The round must be
+    /// open at `block` (started, not finalised: from `startRound` to `finalise`, nobody
+    /// leaves, so the first `memberCount` entries of `participants()` are its members), else
+    /// [`ChainError::Unavailable`]; for a finalised round, ask at a block where it was open
+    /// (the node must keep that state). Cost: one JSON-RPC batch for the round and the
+    /// participant list, then one batch per 64 members (`identityOf`, `roleOf`,
+    /// `participantInfo` each).
+    pub async fn roster_at(&self, round: u64, block: u64) -> Result<Roster, ChainError> {
+        let client = self.provider.client();
+        let mut batch = BatchRequest::new(client);
+        let info = self.batch_call(
+            &mut batch,
+            block,
+            FlTask::roundInfoCall {
+                round: U256::from(round),
+            },
+        )?;
+        let everyone = self.batch_call(&mut batch, block, FlTask::participantsCall {})?;
+        batch.send().await?;
+        let info = decode::<FlTask::roundInfoCall>(info.await?)?;
+        let everyone = decode::<FlTask::participantsCall>(everyone.await?)?;
+        if round == 0 || info.startedAt == 0 {
+            return Err(ChainError::Unavailable(format!(
+                "round {round} has not started at block {block}"
+            )));
+        }
+        if Outcome::from_u8(info.outcome) != Some(Outcome::Pending) {
+            return Err(ChainError::Unavailable(format!(
+                "round {round} is finalised at block {block}: ask at a block where it was open"
+            )));
+        }
+        let n = usize::from(info.memberCount);
+        let addresses = everyone.get(..n).ok_or_else(|| {
+            ChainError::Unexpected(format!(
+                "round {round} has {n} members but participants() lists {}",
+                everyone.len()
+            ))
+        })?;
+
+        let mut members = Vec::with_capacity(n);
+        for (c, chunk) in addresses.chunks(ROSTER_BATCH_MEMBERS).enumerate() {
+            let mut batch = BatchRequest::new(client);
+            let mut pending = Vec::with_capacity(chunk.len());
+            for &who in chunk {
+                let identity =
+                    self.batch_call(&mut batch, block, FlTask::identityOfCall { who })?;
+                let role = self.batch_call(
+                    &mut batch,
+                    block,
+                    FlTask::roleOfCall {
+                        round: U256::from(round),
+                        who,
+                    },
+                )?;
+                let part =
+                    self.batch_call(&mut batch, block, FlTask::participantInfoCall { who })?;
+                pending.push((who, identity, role, part));
+            }
+            batch.send().await?;
+            for (i, (address, identity, role, part)) in pending.into_iter().enumerate() {
+                let index = c * ROSTER_BATCH_MEMBERS + i;
+                let identity = decode::<FlTask::identityOfCall>(identity.await?)?;
+                let role = decode::<FlTask::roleOfCall>(role.await?)?;
+                let role = Role::from_u8(role).ok_or_else(|| bad("roleOf"))?;
+                let part = decode::<FlTask::participantInfoCall>(part.await?)?;
+                if !part.active || part.eligibleFromRound > U256::from(round) {
+                    return Err(ChainError::Unexpected(format!(
+                        "participants()[{index}] = {address} is not a member of round {round}"
+                    )));
+                }
+                members.push(RosterEntry {
+                    index,
+                    address,
+                    identity,
+                    client_id: client_id(&identity.0),
+                    role,
+                    stake: part.stake,
+                });
+            }
+        }
+        Ok(Roster {
+            round,
+            block,
+            members,
+        })
+    }
+
+    /// Adds `eth_call(task, call)` at `block` to `batch`.
+    fn batch_call<C: SolCall>(
+        &self,
+        batch: &mut BatchRequest<'_>,
+        block: u64,
+        call: C,
+    ) -> Result<Waiter<Bytes>, ChainError> {
+        let request = TransactionRequest::default()
+            .to(self.task_address())
+            .input(TransactionInput::new(call.abi_encode().into()));
+        Ok(batch.add_call("eth_call", &(request, BlockId::number(block)))?)
+    }
+
     /// Active participants in member-index order.
     pub async fn participants(&self) -> Result<Vec<Address>, ChainError> {
         Ok(self.task.participants().call().await?)
@@ -381,6 +568,10 @@ impl TaskClient {
             .map(|i| usize::try_from(i).map_err(|_| bad("proposerIndices")))
             .collect()
     }
+}
+
+fn decode<C: SolCall>(data: Bytes) -> Result<C::Return, ChainError> {
+    C::abi_decode_returns(&data).map_err(|e| ChainError::Abi(format!("{}: {e}", C::SIGNATURE)))
 }
 
 fn to_u64(v: U256, what: &str) -> Result<u64, ChainError> {

@@ -13,7 +13,7 @@ use alloy::sol_types::SolEvent;
 use flock_chain::anchor::{Anchor, AnchorConfig, AnchorError, AnchorQueue, Anchorer};
 use flock_chain::anvil::AnvilOptions;
 use flock_chain::contracts::FlTask;
-use flock_chain::devnet::{Devnet, dev_key};
+use flock_chain::devnet::{Devnet, dev_identity, dev_key};
 use flock_chain::params::{FLOCK, TaskParams};
 use flock_chain::provider::connect;
 use flock_chain::tx::ConfirmOptions;
@@ -67,7 +67,8 @@ async fn an_anchor_survives_a_chain_outage_and_lands_once() -> anyhow::Result<()
         for i in 0..3 {
             let m = devnet.task_client(task, common::FIRST_MEMBER + i).await?;
             devnet.mint(m.address(), FLOCK * U256::from(100u8)).await?;
-            m.join(params.min_stake).await?;
+            m.join(params.min_stake, dev_identity(common::FIRST_MEMBER + i))
+                .await?;
             members.push(m);
         }
         let aggregator = devnet.task_client(task, common::AGGREGATOR).await?;

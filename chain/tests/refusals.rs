@@ -10,6 +10,7 @@ use alloy::primitives::{B256, U256};
 use alloy::providers::Provider;
 use flock_chain::ChainError;
 use flock_chain::contracts::FlTask;
+use flock_chain::devnet::dev_identity;
 use flock_chain::params::FLOCK;
 use flock_chain::task::Ballot;
 
@@ -31,7 +32,7 @@ async fn the_task_refuses_what_it_must() -> anyhow::Result<()> {
     s.devnet
         .mint(late.address(), FLOCK * U256::from(100u8))
         .await?;
-    let msg = refused(late.join(FLOCK * U256::from(5u8)).await)?;
+    let msg = refused(late.join(FLOCK * U256::from(5u8), dev_identity(0)).await)?;
     assert_eq!(
         msg,
         format!(

@@ -3,7 +3,8 @@
 
 mod common;
 
-use alloy::primitives::U256;
+use alloy::primitives::{B256, U256};
+use flock_chain::devnet::dev_identity;
 use flock_chain::drive::{RoundScript, play_round};
 use flock_chain::roles::{Outcome, proposer_count, proposer_indices};
 use std::time::Instant;
@@ -143,13 +144,18 @@ async fn rejected_rounds_slash_proposers_and_remove_repeat_offenders() -> anyhow
     assert!(!s.aggregator.participants().await?.contains(&offender));
     assert!(s.aggregator.is_banned(offender).await?);
     assert_eq!(s.aggregator.stake_of(offender).await?, U256::ZERO);
-    let client = s
+    let pos = s
         .members
         .iter()
-        .find(|m| m.address() == offender)
+        .position(|m| m.address() == offender)
         .ok_or_else(|| anyhow::anyhow!("?"))?;
+    let client = &s.members[pos];
+    // Removal released its identity key.
+    let key = dev_identity(common::FIRST_MEMBER + pos);
+    assert_eq!(s.aggregator.identity_of(offender).await?, B256::ZERO);
+    assert_eq!(s.aggregator.participant_of_identity(key).await?, None);
     let err = client
-        .join(common_flock(50))
+        .join(common_flock(50), key)
         .await
         .err()
         .ok_or_else(|| anyhow::anyhow!("banned rejoined"))?;

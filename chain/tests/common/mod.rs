@@ -4,7 +4,7 @@
 
 use alloy::primitives::{Address, U256};
 use flock_chain::anvil::AnvilOptions;
-use flock_chain::devnet::Devnet;
+use flock_chain::devnet::{Devnet, dev_identity};
 use flock_chain::params::{FLOCK, TaskParams};
 use flock_chain::task::TaskClient;
 
@@ -46,7 +46,9 @@ pub async fn setup(
         devnet
             .mint(client.address(), FLOCK * U256::from(1000u32))
             .await?;
-        client.join(FLOCK * U256::from(stake(i))).await?;
+        client
+            .join(FLOCK * U256::from(stake(i)), dev_identity(who))
+            .await?;
         members.push(client);
     }
     let aggregator = devnet.task_client(task, AGGREGATOR).await?;
