@@ -150,12 +150,20 @@ fn separate_processes_run_a_task_and_a_sigterm_leaves_cleanly() {
     let mut procs = Procs(vec![agg]);
     procs.0.extend((0..AGENTS).map(|i| agent(&fed, i, addr)));
 
-    wait_for_round(&fed, "e2e-procs", 1);
+    // SIGTERM once the agent has seen round 1 finish (its stdout says so).
+    let out = fed.root.join(format!("device-{}/stdout.log", AGENTS - 1));
+    let deadline = Instant::now() + timeout();
+    while !std::fs::read_to_string(&out)
+        .unwrap()
+        .contains("round   1:")
+    {
+        assert!(Instant::now() < deadline, "agent never saw round 1");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     sigterm(&procs.0[AGENTS]);
     let left = wait(&mut procs.0[AGENTS], "the agent given SIGTERM");
     assert!(left.success(), "{left}");
-    let out = std::fs::read_to_string(fed.root.join(format!("device-{}/stdout.log", AGENTS - 1)))
-        .unwrap();
+    let out = std::fs::read_to_string(&out).unwrap();
     assert!(out.contains("left the task"), "{out}");
 
     let done = wait(&mut procs.0[0], "the aggregator");
