@@ -36,11 +36,15 @@ enum Command {
     /// The federation's certificate authority: init, issue, revoke, list.
     #[command(subcommand)]
     Ca(cli::ca::CaCommand),
+    /// The task on chain (FL Alliance contracts).
+    #[command(subcommand)]
+    Chain(cli::chain::ChainCommand),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Ca(command) => cli::ca::run(&command)?,
+        Command::Chain(command) => cli::chain::run(&command)?,
         Command::Serve { config, json_logs } => cli::serve::run(&config, json_logs)?,
         Command::Capacity { bits, clients } => {
             // A cohort of one always fits at a valid width, so this also validates `bits`.

@@ -2,4 +2,5 @@
 //! libraries and print.
 
 pub(crate) mod ca;
+pub(crate) mod chain;
 pub(crate) mod serve;
