@@ -6,6 +6,7 @@
 pub mod anchor;
 pub mod anvil;
 pub mod contracts;
+pub mod contribution;
 pub mod devnet;
 pub mod drive;
 pub mod error;
