@@ -44,6 +44,18 @@ enum Command {
         #[arg(long, default_value = "agent.toml")]
         config: std::path::PathBuf,
     },
+    /// Prove from chain data that this agent's account contributed to a round: the round's
+    /// contributors (from its anchoring transaction), checked against the root stored on
+    /// chain, and the Merkle path of the account to that root.
+    #[cfg(feature = "chain")]
+    VerifyContribution {
+        /// The agent's config (TOML) with a `[chain]` section.
+        #[arg(long, default_value = "agent.toml")]
+        config: std::path::PathBuf,
+        /// The round.
+        #[arg(long)]
+        round: u64,
+    },
     /// Evaluate a model file on a CSV: loss, accuracy, per-class F1.
     #[cfg(feature = "train")]
     Evaluate(cli::train::EvaluateArgs),
@@ -77,6 +89,8 @@ fn main() -> anyhow::Result<()> {
         Command::Run { config } => cli::service::run(&config)?,
         #[cfg(feature = "train")]
         Command::Status { config } => cli::service::status(&config)?,
+        #[cfg(feature = "chain")]
+        Command::VerifyContribution { config, round } => cli::chain::verify(&config, round)?,
         Command::Doctor { words, cpu_only } => {
             let report = kernel_check::run(words, !cpu_only).context("kernel self-check failed")?;
             println!(

@@ -5,11 +5,9 @@
 
 use std::process::Command;
 
-use alloy::primitives::U256;
 use flock_chain::anvil::AnvilOptions;
 use flock_chain::devnet::{Devnet, dev_identity};
 use flock_chain::drive::{RoundScript, play_round};
-use flock_chain::params::{FLOCK, TaskParams};
 
 fn status(rpc: &str, task: &str) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_flock-aggregator"))
@@ -29,25 +27,8 @@ async fn chain_status_shows_the_task_and_the_open_round() {
     let devnet = Devnet::start(2 + MEMBERS, AnvilOptions::default())
         .await
         .unwrap();
-    let params = TaskParams::new(devnet.account(1).unwrap());
-    let (id, task) = devnet.create_task(&params).await.unwrap();
-    devnet
-        .fund_task(id, FLOCK * U256::from(500u32))
-        .await
-        .unwrap();
-    let mut members = Vec::new();
-    for i in 2..2 + MEMBERS {
-        let c = devnet.task_client(task, i).await.unwrap();
-        devnet
-            .mint(c.address(), FLOCK * U256::from(100u32))
-            .await
-            .unwrap();
-        c.join(FLOCK * U256::from(20u32), dev_identity(i))
-            .await
-            .unwrap();
-        members.push(c);
-    }
-    let aggregator = devnet.task_client(task, 1).await.unwrap();
+    let staked = devnet.staked_task(MEMBERS, 20, 500).await.unwrap();
+    let (task, members, aggregator) = (staked.task, staked.members, staked.aggregator);
     let r1 = play_round(&devnet, &members, &aggregator, &RoundScript::default())
         .await
         .unwrap();

@@ -13,7 +13,7 @@ use crate::anvil::{Anvil, AnvilError, AnvilOptions};
 use crate::contracts::{FlockToken, TaskManager};
 use crate::error::ChainError;
 use crate::identity::IdentityKey;
-use crate::params::TaskParams;
+use crate::params::{FLOCK, TaskParams};
 use crate::provider::{self, DEFAULT_REQUEST_TIMEOUT};
 use crate::task::TaskClient;
 use crate::tx::{self, ConfirmOptions, Confirmation};
@@ -50,6 +50,18 @@ pub fn dev_identity(i: usize) -> IdentityKey {
     let mut seed = b"flock-edge devnet identity".to_vec();
     seed.extend_from_slice(&(i as u64).to_be_bytes());
     keccak256(seed)
+}
+
+/// A task made by [`Devnet::staked_task`].
+pub struct StakedTask {
+    /// Its id in the task manager.
+    pub id: u64,
+    /// Its contract.
+    pub task: Address,
+    /// One client per member (accounts 2, 3, …).
+    pub members: Vec<TaskClient>,
+    /// The aggregator's client (account 1).
+    pub aggregator: TaskClient,
 }
 
 /// A running devnet with the token and the task manager deployed.
@@ -194,6 +206,40 @@ impl Devnet {
         let call = manager.fundTask(U256::from(id), amount).from(from);
         tx::send(call, &self.provider, &self.confirm).await?;
         Ok(())
+    }
+
+    /// A task with [`TaskParams::new`] defaults aggregated by account 1, its pool funded with
+    /// `pool` FLOCK, and `n` members (accounts 2, 3, …; the devnet needs `n + 2` accounts) each
+    /// minted 1 000 FLOCK and joined with `stake` FLOCK and its [`dev_identity`].
+    pub async fn staked_task(
+        &self,
+        n: usize,
+        stake: u64,
+        pool: u64,
+    ) -> Result<StakedTask, DevnetError> {
+        let aggregator = self
+            .account(1)
+            .ok_or_else(|| DevnetError::Invalid("no devnet account 1".into()))?;
+        let (id, task) = self.create_task(&TaskParams::new(aggregator)).await?;
+        if pool > 0 {
+            self.fund_task(id, FLOCK * U256::from(pool)).await?;
+        }
+        let mut members = Vec::with_capacity(n);
+        for i in 2..2 + n {
+            let client = self.task_client(task, i).await?;
+            self.mint(client.address(), FLOCK * U256::from(1000u32))
+                .await?;
+            client
+                .join(FLOCK * U256::from(stake), dev_identity(i))
+                .await?;
+            members.push(client);
+        }
+        Ok(StakedTask {
+            id,
+            task,
+            members,
+            aggregator: self.task_client(task, 1).await?,
+        })
     }
 
     /// A client of `task` for account `i`.

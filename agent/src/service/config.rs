@@ -19,6 +19,11 @@
 //! [agent]
 //! state_dir = "state"
 //! backend = "auto"      # auto | cpu | gpu
+//!
+//! [chain]               # optional: the task on chain
+//! rpc = "http://127.0.0.1:8545"
+//! task = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+//! account = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 //! ```
 
 use std::net::SocketAddr;
@@ -43,6 +48,31 @@ pub struct AgentConfig {
     /// `[agent]`.
     #[serde(default)]
     pub agent: AgentSection,
+    /// `[chain]`: the task on chain (FL Alliance), if the federation uses one.
+    pub chain: Option<ChainSection>,
+}
+
+/// `[chain]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainSection {
+    /// JSON-RPC endpoint.
+    #[serde(default = "default_rpc")]
+    pub rpc: String,
+    /// The task contract's address (`0x` + 40 hex digits).
+    pub task: String,
+    /// This agent's staking address.
+    pub account: String,
+}
+
+fn default_rpc() -> String {
+    "http://127.0.0.1:8545".into()
+}
+
+/// Whether `text` is `0x` followed by 40 hex digits.
+fn is_address(text: &str) -> bool {
+    text.strip_prefix("0x")
+        .is_some_and(|h| h.len() == 40 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// `[aggregator]`.
@@ -186,6 +216,20 @@ impl AgentConfig {
                     key: "data.val_fraction",
                     reason: format!("{} is not in [0, 1)", d.val_fraction),
                 });
+            }
+        }
+        if let Some(chain) = &c.chain {
+            for (key, value) in [
+                ("chain.task", &chain.task),
+                ("chain.account", &chain.account),
+            ] {
+                if !is_address(value) {
+                    return Err(ConfigError::Invalid {
+                        path: path.to_path_buf(),
+                        key,
+                        reason: format!("{value:?} is not an address (0x and 40 hex digits)"),
+                    });
+                }
             }
         }
         if c.task.is_empty() {
