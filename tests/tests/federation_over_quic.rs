@@ -281,16 +281,8 @@ async fn agents_masking_on_the_gpu_and_on_the_cpu_sum_exactly() {
             (b, None)
         }
     });
-    let report = tokio::time::timeout(timeout(), server)
-        .await
-        .expect("task finished")
-        .unwrap();
-    for a in agents {
-        assert!(a.await.unwrap().unwrap().completed);
-    }
+    let report = finish_exact(&fed, server, agents).await;
     assert!(report.rounds.iter().all(|r| r.contributors.len() == AGENTS));
-    let ids: Vec<_> = (0..AGENTS).map(|i| fed.client_id(i)).collect();
-    check_bit_exact(&fed, &report.rounds, &ids);
 }
 
 /// The model store behind the object-store API (`file://` here; `s3://` takes the same path
@@ -312,15 +304,7 @@ async fn a_task_keeps_its_models_in_an_object_store() {
     let (server, addr) = fed.serve(std::future::pending()).await;
     let seen = Arc::new(Mutex::new(Vec::new()));
     let agents = fed.agents(addr, &seen, |_, b| (b, None));
-    let report = tokio::time::timeout(timeout(), server)
-        .await
-        .expect("task finished")
-        .unwrap();
-    for a in agents {
-        assert!(a.await.unwrap().unwrap().completed);
-    }
-    let ids: Vec<_> = (0..AGENTS).map(|i| fed.client_id(i)).collect();
-    check_bit_exact(&fed, &report.rounds, &ids);
+    let report = finish_exact(&fed, server, agents).await;
     assert!(objects.join("state.json").exists());
     let model = objects.join(format!("models/{}.safetensors", report.state.model));
     assert!(model.exists(), "{}", model.display());

@@ -424,3 +424,24 @@ pub async fn wait_for_health(addr: SocketAddr, needle: &str) -> String {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Waits (bounded) for the aggregator to finish the task and for every one of `agents` to
+/// report it complete, then checks every round bit for bit against the clear sum of the
+/// contributors' revealed inputs (any of the federation's agents). Returns the aggregator's
+/// report.
+pub async fn finish_exact(
+    fed: &Federation,
+    server: tokio::task::JoinHandle<ServeReport>,
+    agents: Vec<AgentTask>,
+) -> ServeReport {
+    let report = tokio::time::timeout(timeout(), server)
+        .await
+        .expect("task finished")
+        .unwrap();
+    for a in agents {
+        assert!(a.await.unwrap().unwrap().completed);
+    }
+    let ids: Vec<_> = (0..fed.agents).map(|i| fed.client_id(i)).collect();
+    check_bit_exact(fed, &report.rounds, &ids);
+    report
+}
