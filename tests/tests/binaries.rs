@@ -196,17 +196,12 @@ fn separate_processes_run_a_task_and_a_sigterm_leaves_cleanly() {
 fn an_aggregator_given_sigterm_exits_cleanly_and_a_new_process_continues() {
     const AGENTS: usize = 4;
     const ROUNDS: u64 = 5;
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let fed = Federation::new(
         "procs-restart",
         AGENTS,
         AGENTS,
         ROUNDS,
-        ([127, 0, 0, 1], port).into(),
+        fixed_loopback_addr(),
     );
     let (agg, _, addr) = aggregator(&fed);
     let mut procs = Procs(vec![agg]);

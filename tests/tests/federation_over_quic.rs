@@ -64,20 +64,9 @@ async fn a_restarted_aggregator_continues_with_the_next_round() {
     const AGENTS: usize = 4;
     const ROUNDS: u64 = 6;
     // A fixed port, so that the agents find the restarted aggregator where they left it.
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let fed = Federation::new(
-        "restart",
-        AGENTS,
-        AGENTS,
-        ROUNDS,
-        ([127, 0, 0, 1], port).into(),
-    )
-    // FedAdam: its moments must survive the restart too.
-    .with_server_optimizer("kind = \"fedadam\"\nlearning_rate = 0.02");
+    let fed = Federation::new("restart", AGENTS, AGENTS, ROUNDS, fixed_loopback_addr())
+        // FedAdam: its moments must survive the restart too.
+        .with_server_optimizer("kind = \"fedadam\"\nlearning_rate = 0.02");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (first, addr) = fed
         .serve(async move {

@@ -445,3 +445,14 @@ pub async fn finish_exact(
     check_bit_exact(fed, &report.rounds, &ids);
     report
 }
+
+/// A loopback address on a UDP port that was free a moment ago, for an aggregator that must be
+/// found again at the same address after a restart.
+pub fn fixed_loopback_addr() -> SocketAddr {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    ([127, 0, 0, 1], port).into()
+}
