@@ -144,6 +144,26 @@ impl Devnet {
         self.accounts.get(i)
     }
 
+    /// Writes account `i`'s private key into `path` (64 hex digits, the format
+    /// [`crate::provider::load_key`] reads), readable by its owner only, for a service's config.
+    pub fn write_key(&self, i: usize, path: &std::path::Path) -> Result<(), DevnetError> {
+        let signer = self
+            .signer(i)
+            .ok_or_else(|| DevnetError::Invalid(format!("no devnet account {i}")))?;
+        let io = |e: std::io::Error| DevnetError::Invalid(format!("{}: {e}", path.display()));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let text = format!("{}\n", alloy::hex::encode(signer.to_bytes()));
+        std::fs::write(path, text).map_err(io)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        }
+        Ok(())
+    }
+
     /// FlockToken's address.
     pub fn token(&self) -> Address {
         self.token

@@ -155,6 +155,9 @@ pub enum ChainError {
     /// The node's URL is not valid, or the HTTP client could not be built.
     #[error("bad endpoint: {0}")]
     Endpoint(String),
+    /// A signing key file could not be read or does not hold a key.
+    #[error("signing key {0}")]
+    Key(String),
     /// A receipt or log did not contain what the contract always emits.
     #[error("unexpected chain data: {0}")]
     Unexpected(String),

@@ -2,7 +2,8 @@
 //! compiled into `fixtures/contracts`), a local anvil devnet for tests and demos, a typed client
 //! of one task for one signer (with a round's roster: every member's address, ed25519 identity
 //! key, `ClientId`, role and stake), the contributors Merkle tree, and the aggregator's durable
-//! anchor queue, and a task's status for operators.
+//! anchor queue, a task's status for operators, and the helpers services use to follow a
+//! round's windows.
 pub mod anchor;
 pub mod anvil;
 pub mod contracts;
@@ -16,6 +17,7 @@ pub mod params;
 pub mod provider;
 pub mod queue;
 pub mod roles;
+pub mod schedule;
 pub mod status;
 pub mod task;
 pub mod tx;

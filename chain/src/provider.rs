@@ -53,3 +53,20 @@ pub fn connect(
     };
     Ok(provider)
 }
+
+/// Reads a signing key from `path`: one line, 64 hex digits with or without `0x` (what
+/// `cast wallet new` and anvil print). Errors name the file, never its content.
+pub fn load_key(path: &std::path::Path) -> Result<PrivateKeySigner, ChainError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ChainError::Key(format!("{}: {e}", path.display())))?;
+    let hex = text.trim();
+    let hex = hex.strip_prefix("0x").unwrap_or(hex);
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ChainError::Key(format!(
+            "{}: not a private key (expected 64 hex digits, optionally after 0x)",
+            path.display()
+        )));
+    }
+    hex.parse::<PrivateKeySigner>()
+        .map_err(|e| ChainError::Key(format!("{}: {e}", path.display())))
+}
