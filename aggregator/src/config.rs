@@ -40,6 +40,14 @@
 //! store = "store"          # or s3://bucket/prefix (AWS_* variables: credentials, endpoint)
 //! metrics = "127.0.0.1:9464"   # optional: GET /metrics (Prometheus), GET /healthz
 //!
+//! [chain]                  # optional: the task on chain (FL Alliance) drives the rounds
+//! rpc = "http://127.0.0.1:8545"
+//! task = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+//! key = "chain/aggregator.key"   # the task's aggregator account (64 hex digits)
+//! confirmations = 1
+//! anchor_queue = "anchors" # durable queue of anchors not yet confirmed
+//! start_wait_ms = 30000    # wait this long for every staked participant to connect
+//!
 //! [server_optimizer]       # optional; default: kind = "fedavg", learning_rate = 1
 //! kind = "fedadam"         # Reddi et al. 2021
 //! learning_rate = 0.01
@@ -84,6 +92,67 @@ pub struct Config {
     /// η = 1 if absent).
     #[serde(default)]
     pub server_optimizer: ServerOptimizer,
+    /// `[chain]`: the task on chain; when present, the chain opens each round, draws its
+    /// proposers (the SecAgg+ cohort) and decides by vote whether its candidate is accepted.
+    pub chain: Option<ChainSection>,
+    /// `[testing]`: test hooks (builds with the `test-hooks` feature only).
+    #[cfg(feature = "test-hooks")]
+    #[serde(default)]
+    pub testing: TestingSection,
+}
+
+/// `[testing]`.
+#[cfg(feature = "test-hooks")]
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestingSection {
+    /// This round's candidate is a broken model (every parameter zero: it answers one class).
+    pub break_candidate_round: Option<u64>,
+}
+
+/// `[chain]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainSection {
+    /// JSON-RPC endpoint.
+    #[serde(default = "default_rpc")]
+    pub rpc: String,
+    /// The task contract (`0x` + 40 hex digits).
+    pub task: String,
+    /// File holding the private key of the task's aggregator account.
+    pub key: PathBuf,
+    /// Blocks on top of a transaction's before it counts as done.
+    #[serde(default = "default_confirmations")]
+    pub confirmations: u64,
+    /// Directory of the durable anchor queue.
+    #[serde(default = "default_anchor_queue")]
+    pub anchor_queue: PathBuf,
+    /// Before opening a round, wait this long for every staked participant to connect (a round
+    /// opens at once when all have).
+    #[serde(default = "default_start_wait_ms")]
+    pub start_wait_ms: u64,
+}
+
+fn default_rpc() -> String {
+    "http://127.0.0.1:8545".into()
+}
+
+fn default_confirmations() -> u64 {
+    1
+}
+
+fn default_anchor_queue() -> PathBuf {
+    "anchors".into()
+}
+
+fn default_start_wait_ms() -> u64 {
+    30_000
+}
+
+/// Whether `text` is `0x` followed by 40 hex digits.
+fn is_address(text: &str) -> bool {
+    text.strip_prefix("0x")
+        .is_some_and(|h| h.len() == 40 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// `[task]`.
@@ -231,6 +300,10 @@ impl Config {
         if let Some(crl) = &mut s.crl {
             *crl = base.join(&*crl);
         }
+        if let Some(c) = &mut config.chain {
+            c.key = base.join(&c.key);
+            c.anchor_queue = base.join(&c.anchor_queue);
+        }
         config.validate(path)?;
         Ok(config)
     }
@@ -322,6 +395,17 @@ impl Config {
         }
         if self.secagg.phase_timeout_ms == 0 {
             return invalid("secagg.phase_timeout_ms", "0".into());
+        }
+        if let Some(c) = &self.chain {
+            if !is_address(&c.task) {
+                return invalid(
+                    "chain.task",
+                    format!("{:?} is not an address (0x and 40 hex digits)", c.task),
+                );
+            }
+            if c.confirmations == 0 {
+                return invalid("chain.confirmations", "0: at least 1".into());
+            }
         }
         if let Some((key, reason)) = self.server_optimizer.invalid() {
             return invalid(key, reason);

@@ -23,8 +23,10 @@ pub struct Metrics {
     registry: Registry,
     task: String,
     rounds_total: u64,
-    /// Rounds turned into a stored model.
+    /// Rounds finished (off chain: each turned into a stored model; on chain: finalised).
     pub rounds_completed: Counter,
+    /// On chain: finished rounds whose candidate did not become the model (rejected or void).
+    pub rounds_rejected: Counter,
     /// Round attempts that ended without a model (below threshold, timeouts).
     pub rounds_aborted: Counter,
     /// Round attempts started.
@@ -59,6 +61,7 @@ impl Metrics {
             task: task.to_owned(),
             rounds_total,
             rounds_completed: Counter::default(),
+            rounds_rejected: Counter::default(),
             rounds_aborted: Counter::default(),
             round_attempts: Counter::default(),
             round: Gauge::default(),
@@ -74,8 +77,13 @@ impl Metrics {
         let counters = [
             (
                 "rounds_completed",
-                "Rounds turned into a stored model",
+                "Rounds finished (on chain: finalised)",
                 &m.rounds_completed,
+            ),
+            (
+                "rounds_rejected",
+                "Rounds on chain whose candidate was rejected or void",
+                &m.rounds_rejected,
             ),
             (
                 "rounds_aborted",

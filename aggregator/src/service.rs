@@ -24,13 +24,15 @@ use flock_transport::frames;
 use flock_transport::tls::{Credentials, Trust, server_config};
 use quinn::Connection;
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use crate::chain_driver::{Candidate, ChainDriveError, ChainDriver, ChainEvent};
 use crate::config::Config;
 use crate::metrics::{Metrics, serve_http};
 use crate::optimizer::Moments;
 use crate::store::{ModelStore, StoreError, TaskState};
+use flock_chain::Outcome;
 
 /// Why serving stopped.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,9 @@ pub enum ServeError {
         /// Why.
         cause: std::io::Error,
     },
+    /// The task on chain (`[chain]`).
+    #[error("chain: {0}")]
+    Chain(#[from] ChainDriveError),
     /// A round could not be configured or its sum not turned into a model.
     #[error("round {round}: {reason}")]
     Round {
@@ -85,8 +90,11 @@ pub struct ServeReport {
 pub struct RoundSummary {
     /// Its number.
     pub round: u64,
-    /// The new global model.
+    /// The global model after it.
     pub model: ModelId,
+    /// Whether the round's candidate became the global model (always, off chain; on chain, by
+    /// the vote).
+    pub accepted: bool,
     /// Whose updates are in it.
     pub contributors: Vec<ClientId>,
     /// Participants at the start.
@@ -97,7 +105,7 @@ pub struct RoundSummary {
     pub elapsed: Duration,
 }
 
-enum Event {
+pub(crate) enum Event {
     Joined {
         client: ClientId,
         identity: [u8; 32],
@@ -111,6 +119,8 @@ enum Event {
         client: ClientId,
         conn_id: usize,
     },
+    /// From the chain driver (`[chain]` configured).
+    Chain(ChainEvent),
 }
 
 struct Member {
@@ -124,6 +134,20 @@ struct Running {
     server: Server,
     number: u64,
     participants: Vec<ClientId>,
+    started: Instant,
+    /// On chain: where the candidate goes (the chain decides whether it becomes the model).
+    reply: Option<oneshot::Sender<Option<Candidate>>>,
+}
+
+/// On chain: a round's candidate, waiting for the vote.
+struct Pending {
+    round: u64,
+    model: ModelId,
+    params: Params,
+    moments: Option<(Moments, [ModelId; 2])>,
+    contributors: Vec<ClientId>,
+    participants: usize,
+    bits: u32,
     started: Instant,
 }
 
@@ -142,6 +166,9 @@ struct Service {
     gather_until: Option<Instant>,
     summaries: Vec<RoundSummary>,
     metrics: Arc<Metrics>,
+    /// Rounds come from the chain (`[chain]`), not from the agents gathered.
+    on_chain: bool,
+    pending: Option<Pending>,
 }
 
 fn send(conn: &Connection, msg: AggregatorMessage) {
@@ -209,6 +236,8 @@ impl Service {
             gather_until: None,
             summaries: Vec::new(),
             metrics,
+            on_chain: false,
+            pending: None,
         })
     }
 
@@ -255,6 +284,7 @@ impl Service {
                 }
             }
             Event::Message { client, msg } => self.on_message(client, msg, now)?,
+            Event::Chain(e) => self.on_chain(e, now)?,
         }
         self.pump()
     }
@@ -387,10 +417,21 @@ impl Service {
                 };
                 self.metrics.round_in_progress.set(0);
                 match outcome {
-                    Ok(output) => self.finish(&r, output)?,
+                    Ok(output) => self.finish(r, output)?,
                     Err(e) => {
                         self.metrics.rounds_aborted.inc();
-                        warn!(round = r.number, "round aborted, it will run again: {e}");
+                        match r.reply {
+                            Some(reply) => {
+                                warn!(
+                                    round = r.number,
+                                    "SecAgg+ aborted, no candidate this round: {e}"
+                                );
+                                let _ = reply.send(None);
+                            }
+                            None => {
+                                warn!(round = r.number, "round aborted, it will run again: {e}")
+                            }
+                        }
                     }
                 }
             }
@@ -398,7 +439,9 @@ impl Service {
         self.maybe_start()
     }
 
-    fn finish(&mut self, r: &Running, output: RoundOutput) -> Result<(), ServeError> {
+    /// Turns a secure sum into the candidate model; off chain it becomes the global model at
+    /// once, on chain it waits for the vote.
+    fn finish(&mut self, r: Running, output: RoundOutput) -> Result<(), ServeError> {
         let round_err = |reason: String| ServeError::Round {
             round: r.number,
             reason,
@@ -415,51 +458,197 @@ impl Service {
             self.config
                 .server_optimizer
                 .step(&self.global, &update, self.moments.as_ref())?;
+        #[cfg(feature = "test-hooks")]
+        let next = if self.config.testing.break_candidate_round == Some(r.number) {
+            warn!(round = r.number, "test hook: breaking the candidate");
+            Params::new(next.spec().clone(), vec![0.0; next.len()])?
+        } else {
+            next
+        };
         let model = self.store.put(&next)?;
-        let moment_ids = match &moments {
-            Some(m) => Some([self.store.put(&m.first)?, self.store.put(&m.second)?]),
+        let moments = match moments {
+            Some(m) => {
+                let ids = [self.store.put(&m.first)?, self.store.put(&m.second)?];
+                Some((m, ids))
+            }
             None => None,
         };
-        self.state = TaskState {
-            task: self.state.task.clone(),
+        let pending = Pending {
             round: r.number,
             model,
-            moments: moment_ids,
+            params: next,
+            moments,
+            contributors: output.contributors,
+            participants: r.participants.len(),
+            bits: r.server.config().bits,
+            started: r.started,
         };
+        match r.reply {
+            Some(reply) => {
+                info!(round = r.number, model = %model, contributors = pending.contributors.len(), "candidate built; anchoring it for the vote");
+                let _ = reply.send(Some(Candidate {
+                    model,
+                    contributors: pending.contributors.clone(),
+                }));
+                self.pending = Some(pending);
+                Ok(())
+            }
+            None => self.commit(pending, true),
+        }
+    }
+
+    /// Ends round `p.round`: its candidate becomes the global model if `accepted` (else the
+    /// model stays), the state is saved and every agent told.
+    fn commit(&mut self, p: Pending, accepted: bool) -> Result<(), ServeError> {
+        if accepted {
+            self.global = p.params;
+            let (moments, ids) = p
+                .moments
+                .map_or((None, None), |(m, ids)| (Some(m), Some(ids)));
+            self.moments = moments;
+            self.state.model = p.model;
+            self.state.moments = ids;
+        }
+        self.state.round = p.round;
         self.store.save_state(&self.state)?;
-        self.global = next;
-        self.moments = moments;
-        info!(round = r.number, model = %model, contributors = output.contributors.len(), "round complete");
+        let model = self.state.model;
+        info!(round = p.round, model = %model, accepted, contributors = p.contributors.len(), "round complete");
         let last = self.done();
+        let contributors = if accepted { p.contributors } else { Vec::new() };
         for m in self.members.values() {
             send(
                 &m.conn,
                 AggregatorMessage::RoundDone {
-                    round: r.number,
+                    round: p.round,
                     model: model.0,
-                    contributors: output.contributors.clone(),
+                    contributors: contributors.clone(),
                     last,
                 },
             );
         }
         let m = &self.metrics;
         m.rounds_completed.inc();
-        m.round.set(r.number as i64);
-        m.last_contributors.set(output.contributors.len() as i64);
-        m.round_seconds.observe(r.started.elapsed().as_secs_f64());
+        if !accepted {
+            m.rounds_rejected.inc();
+        }
+        m.round.set(p.round as i64);
+        m.last_contributors.set(contributors.len() as i64);
+        m.round_seconds.observe(p.started.elapsed().as_secs_f64());
         self.summaries.push(RoundSummary {
-            round: r.number,
+            round: p.round,
             model,
-            contributors: output.contributors,
-            participants: r.participants.len(),
-            bits: r.server.config().bits,
-            elapsed: r.started.elapsed(),
+            accepted,
+            contributors,
+            participants: p.participants,
+            bits: p.bits,
+            elapsed: p.started.elapsed(),
         });
         Ok(())
     }
 
+    /// What the chain driver asks or tells.
+    fn on_chain(&mut self, event: ChainEvent, now: Instant) -> Result<(), ServeError> {
+        match event {
+            ChainEvent::Ready(reply) => {
+                let _ = reply.send(
+                    self.members
+                        .iter()
+                        .filter(|(_, m)| m.ready)
+                        .map(|(id, _)| *id)
+                        .collect(),
+                );
+            }
+            ChainEvent::Train {
+                round,
+                proposers,
+                prev,
+                reply,
+            } => {
+                if let Some(p) = self.pending.as_ref().filter(|p| p.round == round) {
+                    // Asked again (the driver resumed): the candidate is built already.
+                    let _ = reply.send(Some(Candidate {
+                        model: p.model,
+                        contributors: p.contributors.clone(),
+                    }));
+                    return Ok(());
+                }
+                if prev != self.state.model {
+                    warn!(
+                        round,
+                        "the chain's last accepted model is {prev}, this aggregator's is {}: no candidate this round",
+                        self.state.model
+                    );
+                    let _ = reply.send(None);
+                    return Ok(());
+                }
+                if let Some(r) = self.round.take() {
+                    warn!(
+                        round = r.number,
+                        "a new round on chain replaces the SecAgg+ round still running"
+                    );
+                }
+                let chosen: Vec<Participant> = proposers
+                    .into_iter()
+                    .filter(|p| {
+                        self.members
+                            .get(&p.id)
+                            .is_some_and(|m| m.ready && m.identity == p.identity)
+                    })
+                    .collect();
+                if (chosen.len() as u32) < self.config.cohort.min {
+                    warn!(
+                        round,
+                        connected = chosen.len(),
+                        min = self.config.cohort.min,
+                        "too few drawn proposers connected for SecAgg+: no candidate this round"
+                    );
+                    let _ = reply.send(None);
+                    return Ok(());
+                }
+                self.start_round(round, chosen, Some(reply), now)?;
+            }
+            ChainEvent::Finalised {
+                round,
+                outcome,
+                accepted,
+            } => {
+                let pending = self.pending.take().filter(|p| p.round == round);
+                let taken = pending.as_ref().is_some_and(|p| p.model == accepted)
+                    && outcome == Outcome::Accepted;
+                if !taken && accepted != self.state.model {
+                    warn!(
+                        round,
+                        "the chain's last accepted model {accepted} is neither this aggregator's \
+                         model {} nor its candidate",
+                        self.state.model
+                    );
+                }
+                let p = pending.unwrap_or(Pending {
+                    round,
+                    model: self.state.model,
+                    params: self.global.clone(),
+                    moments: None,
+                    contributors: Vec::new(),
+                    participants: 0,
+                    bits: 0,
+                    started: now,
+                });
+                if !taken {
+                    info!(
+                        round,
+                        ?outcome,
+                        "the candidate was not accepted: the model stays {}",
+                        self.state.model
+                    );
+                }
+                self.commit(p, taken)?;
+            }
+        }
+        Ok(())
+    }
+
     fn maybe_start(&mut self) -> Result<(), ServeError> {
-        if self.round.is_some() || self.done() {
+        if self.on_chain || self.round.is_some() || self.done() {
             return Ok(());
         }
         let ready: Vec<ClientId> = self
@@ -481,17 +670,28 @@ impl Service {
             return Ok(());
         }
         self.gather_until = None;
-        let chosen: Vec<ClientId> = ready.into_iter().take(cohort.max as usize).collect();
-        let participants = chosen
-            .iter()
+        let chosen = ready
+            .into_iter()
+            .take(cohort.max as usize)
             .filter_map(|id| {
-                self.members.get(id).map(|m| Participant {
-                    id: *id,
+                self.members.get(&id).map(|m| Participant {
+                    id,
                     identity: m.identity,
                 })
             })
             .collect();
-        let number = self.state.round + 1;
+        self.start_round(self.state.round + 1, chosen, None, now)
+    }
+
+    /// Starts SecAgg+ round `number` over `chosen`, sending each the round and the model.
+    fn start_round(
+        &mut self,
+        number: u64,
+        chosen: Vec<Participant>,
+        reply: Option<oneshot::Sender<Option<Candidate>>>,
+        now: Instant,
+    ) -> Result<(), ServeError> {
+        let ids: Vec<ClientId> = chosen.iter().map(|p| p.id).collect();
         let secagg = &self.config.secagg;
         let threat = secagg.threat();
         let mut graph_seed = [0u8; 32];
@@ -506,7 +706,7 @@ impl Service {
         let config = RoundConfig::derive(
             self.task,
             number,
-            participants,
+            chosen,
             threat,
             graph_seed,
             vector_len,
@@ -528,13 +728,13 @@ impl Service {
         info!(
             round = number,
             attempt,
-            participants = chosen.len(),
+            participants = ids.len(),
             k = config.degree,
             t = config.threshold,
             bits = config.bits,
             "round started"
         );
-        for id in &chosen {
+        for id in &ids {
             if let Some(m) = self.members.get(id) {
                 send(
                     &m.conn,
@@ -551,8 +751,9 @@ impl Service {
             attempt,
             server,
             number,
-            participants: chosen,
+            participants: ids,
             started: now,
+            reply,
         });
         Ok(())
     }
@@ -688,8 +889,30 @@ pub async fn serve(
     });
     let crl = config.server.crl.clone();
     let ca = config.server.ca.clone();
+    let chain = config.chain.clone();
+    let start_wait = chain
+        .as_ref()
+        .map(|c| Duration::from_millis(c.start_wait_ms));
     let mut service = Service::new(config, metrics.clone())?;
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut driver = match chain {
+        Some(section) => {
+            let (client, anchorer) = crate::chain_driver::connect(&section).await?;
+            let initial = Params::init(&service.config.model, service.config.task.seed)?;
+            let (_, initial) = flock_model::file::encode(&initial)?;
+            crate::chain_driver::check_task(&client, service.config.task.rounds, initial).await?;
+            service.on_chain = true;
+            info!(task = %client.task_address(), account = %client.address(), "rounds follow the task on chain");
+            let driver = ChainDriver {
+                client,
+                anchorer,
+                events: tx.clone(),
+                start_wait: start_wait.unwrap_or_default(),
+            };
+            Some(tokio::spawn(driver.run()))
+        }
+        None => None,
+    };
     let accept_ep = ep.clone();
     tokio::spawn(async move {
         while let Some(incoming) = accept_ep.accept().await {
@@ -725,7 +948,14 @@ pub async fn serve(
                 info!("shutting down");
                 break;
             }
+            ended = join_driver(&mut driver) => match ended {
+                Ok(()) => info!("the task is complete on chain"),
+                Err(e) => return Err(e.into()),
+            },
         }
+    }
+    if let Some(d) = driver {
+        d.abort();
     }
     // Let the last messages leave before the endpoint closes.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -739,6 +969,21 @@ pub async fn serve(
         rounds: service.summaries,
         state: service.state,
     })
+}
+
+/// Waits for the chain driver to end (never, without one); after it has, never again.
+async fn join_driver(
+    driver: &mut Option<tokio::task::JoinHandle<Result<(), ChainDriveError>>>,
+) -> Result<(), ChainDriveError> {
+    let Some(handle) = driver.as_mut() else {
+        return std::future::pending().await;
+    };
+    let ended = handle.await;
+    *driver = None;
+    match ended {
+        Ok(r) => r,
+        Err(e) => Err(ChainDriveError::Stopped(e.to_string())),
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

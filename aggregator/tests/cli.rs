@@ -215,6 +215,20 @@ store = "store"
             good.replace("[cohort]", "[training]\nlearning_rate = 0.0\n[cohort]"),
             "learning_rate",
         ),
+        (
+            format!("{good}[chain]\ntask = \"0x12\"\nkey = \"k\"\n"),
+            "chain.task: \"0x12\" is not an address",
+        ),
+        (
+            format!(
+                "{good}[chain]\ntask = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\nkey = \"k\"\nconfirmations = 0\n"
+            ),
+            "chain.confirmations",
+        ),
+        (
+            format!("{good}[chain]\ntask = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\n"),
+            "missing field `key`",
+        ),
     ];
     for (i, (text, needle)) in cases.iter().enumerate() {
         let path = dir.join(format!("bad-{i}.toml"));
