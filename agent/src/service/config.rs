@@ -24,6 +24,9 @@
 //! rpc = "http://127.0.0.1:8545"
 //! task = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 //! account = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+//! key = "chain.key"     # the account's private key: stake, beacon, votes (else read-only)
+//! stake = "100"         # FLOCK to stake when joining (default: the task's minimum)
+//! accept_tolerance = 0.02   # vote to accept unless the candidate loses more accuracy
 //! ```
 
 use std::net::SocketAddr;
@@ -63,6 +66,28 @@ pub struct ChainSection {
     pub task: String,
     /// This agent's staking address.
     pub account: String,
+    /// File holding the account's private key (64 hex digits). Without it the agent only
+    /// reads the chain (`verify-contribution`); with it, it stakes, joins and takes part in
+    /// each round's beacon and votes.
+    pub key: Option<PathBuf>,
+    /// FLOCK to stake when joining (decimal, e.g. `"100"` or `"12.5"`); default: the task's
+    /// minimum stake.
+    pub stake: Option<String>,
+    /// As a voter, accept the candidate unless its accuracy on this agent's held-out data is
+    /// more than this below the previous model's.
+    #[serde(default = "default_accept_tolerance")]
+    pub accept_tolerance: f64,
+    /// How often to look at the chain, in ms.
+    #[serde(default = "default_poll_ms")]
+    pub poll_ms: u64,
+}
+
+fn default_accept_tolerance() -> f64 {
+    0.02
+}
+
+fn default_poll_ms() -> u64 {
+    500
 }
 
 fn default_rpc() -> String {
@@ -218,7 +243,24 @@ impl AgentConfig {
                 });
             }
         }
-        if let Some(chain) = &c.chain {
+        if let Some(chain) = &mut c.chain {
+            if let Some(k) = &mut chain.key {
+                *k = base.join(&*k);
+            }
+            if !(0.0..=1.0).contains(&chain.accept_tolerance) {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    key: "chain.accept_tolerance",
+                    reason: format!("{} is not in [0, 1]", chain.accept_tolerance),
+                });
+            }
+            if chain.poll_ms == 0 {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    key: "chain.poll_ms",
+                    reason: "0".into(),
+                });
+            }
             for (key, value) in [
                 ("chain.task", &chain.task),
                 ("chain.account", &chain.account),

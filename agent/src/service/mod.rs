@@ -6,6 +6,8 @@
 //! [`AgentBuilder`] is the embedding API: config, identity and a [`crate::data::DataSource`],
 //! no global state, callable from a plain `main` without the CLI.
 
+#[cfg(feature = "chain")]
+mod chain;
 mod config;
 mod identity;
 mod input;

@@ -16,7 +16,7 @@ use flock_transport::{TransportError, frames};
 use quinn::Connection;
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use super::input::{Masker, PendingInput};
@@ -66,6 +66,14 @@ pub enum AgentError {
     #[cfg(feature = "test-hooks")]
     #[error("vanished in round {0} as the test asked")]
     Vanished(u64),
+    /// The task on chain (`[chain]`): the key, the account, joining.
+    #[error("chain: {0}")]
+    Chain(String),
+    /// A model this agent will not train on or judge: its bytes do not hash to the announced
+    /// id, or the id is not the chain's last accepted model. The round is skipped, the agent
+    /// goes on.
+    #[error("model refused: {0}")]
+    ModelRefused(String),
     /// No data source: neither `[data]` in the config nor one given to the builder.
     #[error("no data: add a [data] section or give the builder a data source")]
     NoData,
@@ -76,11 +84,12 @@ impl AgentError {
     fn is_fatal(&self) -> bool {
         !matches!(
             self,
-            AgentError::Transport(
-                TransportError::Connection(_)
-                    | TransportError::Connect { .. }
-                    | TransportError::Io { .. }
-            )
+            AgentError::ModelRefused(_)
+                | AgentError::Transport(
+                    TransportError::Connection(_)
+                        | TransportError::Connect { .. }
+                        | TransportError::Io { .. }
+                )
         )
     }
 }
@@ -112,6 +121,22 @@ pub struct AgentReport {
 }
 
 type RoundCallback = Box<dyn FnMut(&RoundReport) + Send>;
+
+/// A voter's request (from the chain follower): judge `candidate` against `previous` on the
+/// held-out data.
+pub(crate) struct Evaluate {
+    pub round: u64,
+    pub candidate: ModelId,
+    pub previous: ModelId,
+    pub reply: oneshot::Sender<Result<Verdict, String>>,
+}
+
+/// Accuracy of both models on this agent's held-out data.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Verdict {
+    pub candidate: f64,
+    pub previous: f64,
+}
 
 /// Builds an agent from a config, an optional identity and an optional data source.
 pub struct AgentBuilder {
@@ -210,6 +235,23 @@ impl AgentBuilder {
             path: state_dir.clone(),
             cause,
         };
+        #[cfg(feature = "chain")]
+        let (chain, evaluations, follower) = match cfg.chain.as_ref().filter(|c| c.key.is_some()) {
+            Some(section) => {
+                let (side, rx, handle) = super::chain::start(section, identity.public()).await?;
+                (Some(side), Some(rx), Some(handle))
+            }
+            None => (None, None, None),
+        };
+        #[cfg(not(feature = "chain"))]
+        let evaluations = match cfg.chain.as_ref().filter(|c| c.key.is_some()) {
+            Some(_) => {
+                return Err(AgentError::Chain(
+                    "this agent was built without the `chain` feature".into(),
+                ));
+            }
+            None => None,
+        };
         let mut state = AgentState::load(&state_dir).map_err(state_err)?;
         if state.task != cfg.task {
             state = AgentState {
@@ -232,9 +274,14 @@ impl AgentBuilder {
             round: None,
             backlog: VecDeque::new(),
             conn: None,
+            evaluations,
+            #[cfg(feature = "chain")]
+            chain,
             #[cfg(feature = "test-hooks")]
             vanish_at: self.vanish_at,
         };
+        #[cfg(feature = "chain")]
+        let _follower = follower.map(AbortOnDrop);
         let mut backoff = Duration::from_millis(250);
         tokio::pin!(shutdown);
         loop {
@@ -304,6 +351,19 @@ enum End {
 struct Prepared {
     info: TaskInfo,
     train: Arc<Dataset>,
+    /// Held out: what this agent judges candidates on as a voter.
+    val: Arc<Dataset>,
+}
+
+/// Stops a spawned task when the agent's run ends.
+#[cfg(feature = "chain")]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+#[cfg(feature = "chain")]
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 struct ActiveRound {
@@ -330,6 +390,11 @@ struct Session {
     backlog: VecDeque<AggregatorMessage>,
     /// The open connection, kept here so that a shutdown can say goodbye on it.
     conn: Option<Connection>,
+    /// Voter requests from the chain follower.
+    evaluations: Option<mpsc::UnboundedReceiver<Evaluate>>,
+    /// The task on chain, to check announced models.
+    #[cfg(feature = "chain")]
+    chain: Option<super::chain::ChainSide>,
     #[cfg(feature = "test-hooks")]
     vanish_at: Option<(u64, ClientPhase)>,
 }
@@ -413,6 +478,9 @@ impl Session {
                     return m.ok_or_else(|| AgentError::Transport(TransportError::Connection(
                         link.conn.close_reason().map_or("closed".into(), |r| r.to_string()))));
                 }
+                Some(request) = next_request(&mut self.evaluations) => {
+                    self.evaluate(link, request).await?;
+                }
                 () = sleep_until(deadline) => {
                     if let Some(r) = &mut self.round {
                         r.client.handle_timeout(Instant::now());
@@ -493,7 +561,7 @@ impl Session {
     fn prepare(&mut self, info: TaskInfo) -> Result<(), AgentError> {
         let data = self.source.load(info.classes)?;
         let val_fraction = self.cfg.data.as_ref().map_or(0.0, |d| d.val_fraction);
-        let (mut train, _val) = split(&data, info.classes, val_fraction, 0)?;
+        let (mut train, mut val) = split(&data, info.classes, val_fraction, 0)?;
         let scaler = match &info.normalisation {
             Some(n) => Standardizer {
                 mean: n.mean.clone(),
@@ -502,10 +570,14 @@ impl Session {
             None => Standardizer::fit(&train),
         };
         scaler.apply(&mut train)?;
-        info!(task = %info.name, model = %info.spec.describe(), samples = train.len(), "task joined");
+        if !val.is_empty() {
+            scaler.apply(&mut val)?;
+        }
+        info!(task = %info.name, model = %info.spec.describe(), samples = train.len(), held_out = val.len(), "task joined");
         self.prepared = Some(Prepared {
             info,
             train: Arc::new(train),
+            val: Arc::new(val),
         });
         Ok(())
     }
@@ -560,8 +632,8 @@ impl Session {
         self.backlog.extend(held);
         let actual = ModelId::of(&bytes);
         if actual != id {
-            return Err(AgentError::Protocol(format!(
-                "model file whose bytes hash to {actual}, not the announced {id}: refusing to train on it"
+            return Err(AgentError::ModelRefused(format!(
+                "the aggregator sent a model file whose bytes hash to {actual}, not to the announced {id}"
             )));
         }
         let params = file::decode(&bytes, &path)?;
@@ -571,6 +643,75 @@ impl Session {
         })?;
         file::save(&path, &params)?;
         Ok(params)
+    }
+
+    /// The model `id` once the chain (if any) confirms it is the last accepted one.
+    async fn checked_model(&mut self, link: &mut Link, id: ModelId) -> Result<Params, AgentError> {
+        #[cfg(feature = "chain")]
+        if let Some(chain) = &self.chain {
+            chain.check_model(id).await?;
+        }
+        self.model(link, id).await
+    }
+
+    /// Judges a candidate for the chain follower: both models fetched and checked against
+    /// their ids, evaluated on the held-out data (the training data when none is held out).
+    async fn evaluate(&mut self, link: &mut Link, request: Evaluate) -> Result<(), AgentError> {
+        let Some(prepared) = &self.prepared else {
+            let _ = request
+                .reply
+                .send(Err("the task description has not arrived".into()));
+            return Ok(());
+        };
+        let data = if prepared.val.is_empty() {
+            prepared.train.clone()
+        } else {
+            prepared.val.clone()
+        };
+        let mut models = Vec::with_capacity(2);
+        for id in [request.candidate, request.previous] {
+            match self.model(link, id).await {
+                Ok(p) => models.push(p),
+                Err(AgentError::ModelRefused(reason)) => {
+                    tracing::error!(
+                        round = request.round,
+                        "cannot judge the candidate: {reason}"
+                    );
+                    self.state.last_refusal = Some(format!("round {}: {reason}", request.round));
+                    self.save()?;
+                    let _ = request.reply.send(Err(reason));
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let device = self.device.clone();
+        let judged = tokio::task::spawn_blocking(move || {
+            let mut acc = Vec::with_capacity(2);
+            for m in &models {
+                acc.push(crate::train::evaluate(&device, m, &data)?.accuracy);
+            }
+            Ok::<_, TrainError>(acc)
+        })
+        .await
+        .map_err(|e| AgentError::Protocol(format!("evaluation task failed: {e}")))?;
+        let verdict = match judged {
+            Ok(acc) => Ok(Verdict {
+                candidate: acc.first().copied().unwrap_or(0.0),
+                previous: acc.get(1).copied().unwrap_or(0.0),
+            }),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Ok(v) = &verdict {
+            info!(
+                round = request.round,
+                candidate = v.candidate,
+                previous = v.previous,
+                "candidate judged"
+            );
+        }
+        let _ = request.reply.send(verdict);
+        Ok(())
     }
 
     async fn start_round(
@@ -588,7 +729,16 @@ impl Session {
             ));
         };
         let (info, train) = (prepared.info.clone(), prepared.train.clone());
-        let global = self.model(link, model).await?;
+        let global = match self.checked_model(link, model).await {
+            Ok(g) => g,
+            Err(AgentError::ModelRefused(reason)) => {
+                tracing::error!(round = number, "not training this round: {reason}");
+                self.state.last_refusal = Some(format!("round {number}: {reason}"));
+                self.save()?;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         if *global.spec() != info.spec {
             return Err(AgentError::Protocol(format!(
                 "model {model} is not a {}",
@@ -708,6 +858,14 @@ impl Session {
 }
 
 use flock_model::task::TrainConfig;
+
+/// The next voter request, or never when there is no chain follower.
+async fn next_request(rx: &mut Option<mpsc::UnboundedReceiver<Evaluate>>) -> Option<Evaluate> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
 
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {

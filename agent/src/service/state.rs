@@ -19,6 +19,10 @@ pub struct AgentState {
     pub model: Option<String>,
     /// Rounds this agent's update went into.
     pub contributed: u64,
+    /// Why the last refused round was refused (a model that is not the chain's, or whose
+    /// bytes do not hash to its id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_refusal: Option<String>,
 }
 
 impl AgentState {
