@@ -61,10 +61,34 @@ pub struct Federation {
     pub agents: usize,
     pub scaler: Standardizer,
     pub tests: Vec<Dataset>,
+    /// The task on chain, when the agents take part in one.
+    pub chain: Option<ChainSetup>,
+}
+
+/// Where the task lives on chain and each agent's account (keys in `keys/`).
+#[derive(Clone, Debug)]
+pub struct ChainSetup {
+    pub rpc: String,
+    pub task: String,
+    /// Agent i's staking account; its key is `keys/device-{i}.key`.
+    pub accounts: Vec<String>,
+    pub accept_tolerance: f64,
 }
 
 impl Federation {
     pub fn new(name: &str, agents: usize, min: usize, rounds: u64, listen: SocketAddr) -> Self {
+        Self::with_alpha(name, agents, min, rounds, listen, 0.5)
+    }
+
+    /// [`Federation::new`] with the Dirichlet α of the partitions (0.5 there: strongly non-IID).
+    pub fn with_alpha(
+        name: &str,
+        agents: usize,
+        min: usize,
+        rounds: u64,
+        listen: SocketAddr,
+        alpha: f64,
+    ) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
@@ -96,7 +120,7 @@ impl Federation {
         // Non-IID partitions; each device holds out 20 % itself; the task's agreed scaling
         // comes from the devices' training moments (what a secure moments round gives).
         let data = CsvSource::new(fixture(), "label").load(2).unwrap();
-        let parts = dirichlet(data.labels(), 2, agents, 0.5, 25, 11).unwrap();
+        let parts = dirichlet(data.labels(), 2, agents, alpha, 25, 11).unwrap();
         let text = std::fs::read_to_string(fixture()).unwrap();
         let header = text.lines().next().unwrap();
         let rows: Vec<&str> = text.lines().skip(1).collect();
@@ -174,7 +198,22 @@ metrics = "127.0.0.1:0"
             agents,
             scaler,
             tests,
+            chain: None,
         }
+    }
+
+    /// Puts the task on chain: the aggregator drives its rounds with `keys/aggregator.key`
+    /// (`aggregator_in_chain`: else only the agents take part, and the aggregator runs rounds
+    /// off chain), the agents stake with their keys.
+    pub fn with_chain(mut self, chain: ChainSetup, aggregator_in_chain: bool) -> Self {
+        if aggregator_in_chain {
+            self = self.with_section(&format!(
+                "[chain]\nrpc = \"{}\"\ntask = \"{}\"\nkey = \"keys/aggregator.key\"\nstart_wait_ms = 60000",
+                chain.rpc, chain.task
+            ));
+        }
+        self.chain = Some(chain);
+        self
     }
 
     /// Puts the aggregator's model store at `location` (a path or an object-store URL).
@@ -188,9 +227,14 @@ metrics = "127.0.0.1:0"
 
     /// Sets the aggregator's `[server_optimizer]` (a TOML table body).
     pub fn with_server_optimizer(self, table: &str) -> Self {
+        self.with_section(&format!("[server_optimizer]\n{table}"))
+    }
+
+    /// Appends `section` (a TOML table with its header) to the aggregator's config.
+    pub fn with_section(self, section: &str) -> Self {
         let path = self.root.join("aggregator.toml");
         let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(&path, format!("{text}\n[server_optimizer]\n{table}\n")).unwrap();
+        std::fs::write(&path, format!("{text}\n{section}\n")).unwrap();
         self
     }
 
@@ -256,8 +300,12 @@ path = "data.csv"
 state_dir = "state"
 backend = "cpu"
 max_backoff_ms = 1000
-"#,
-                self.config().task.name
+{}"#,
+                self.config().task.name,
+                self.chain.as_ref().map_or(String::new(), |c| format!(
+                    "[chain]\nrpc = \"{}\"\ntask = \"{}\"\naccount = \"{}\"\nkey = \"../keys/device-{i}.key\"\nstake = \"100\"\naccept_tolerance = {}\npoll_ms = 200\n",
+                    c.rpc, c.task, c.accounts[i], c.accept_tolerance
+                ))
             ),
         )
         .unwrap();
@@ -328,7 +376,8 @@ pub fn check_bit_exact(
     let optimizer = fed.config().server_optimizer;
     let mut previous = Params::init(&ModelSpec::default_mlp(30, 2), 3).unwrap();
     let mut moments = None;
-    for summary in rounds {
+    // Off chain every round is accepted; on chain a rejected round leaves the model as it was.
+    for summary in rounds.iter().filter(|s| s.accepted) {
         let mut sum: Vec<u32> = vec![0; previous.len() + 1];
         for id in &summary.contributors {
             let agent = ids.iter().position(|c| c == id).unwrap();
