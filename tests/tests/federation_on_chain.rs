@@ -39,11 +39,13 @@ async fn task_for(
     p.total_rounds = rounds;
     p.min_participants = fed.agents as u16;
     p.proposer_share_bps = proposer_share_bps;
-    p.beacon_commit_duration = 4;
-    p.beacon_reveal_duration = 4;
+    // Long enough for every member to see the round and send its transaction on a loaded
+    // machine (a member that misses a window takes a strike, which the tests check exactly).
+    p.beacon_commit_duration = 6;
+    p.beacon_reveal_duration = 6;
     p.training_duration = 120;
-    p.vote_commit_duration = 5;
-    p.vote_reveal_duration = 5;
+    p.vote_commit_duration = 6;
+    p.vote_reveal_duration = 6;
     let (id, task) = devnet.create_task(&p).await.unwrap();
     devnet
         .fund_task(id, FLOCK * U256::from(1000u32))
