@@ -67,7 +67,9 @@ pub struct StakedTask {
 /// A running devnet with the token and the task manager deployed.
 #[derive(Debug)]
 pub struct Devnet {
-    anvil: Anvil,
+    /// The node this devnet started (none when attached to a running one).
+    anvil: Option<Anvil>,
+    url: String,
     provider: DynProvider,
     accounts: Vec<PrivateKeySigner>,
     token: Address,
@@ -80,14 +82,22 @@ impl Devnet {
     /// and deploys FlockToken and TaskManager.
     pub async fn start(accounts: usize, options: AnvilOptions) -> Result<Self, DevnetError> {
         let anvil = Anvil::spawn(options)?;
-        Self::on(anvil, accounts).await
+        let url = anvil.url();
+        Self::on(Some(anvil), url, accounts).await
     }
 
-    async fn on(anvil: Anvil, accounts: usize) -> Result<Self, DevnetError> {
+    /// Like [`Devnet::start`] on a node already running at `url`: a development node that
+    /// answers `anvil_setBalance` (anvil; the devnet accounts are funded that way). The node is
+    /// left running on drop.
+    pub async fn attach(url: &str, accounts: usize) -> Result<Self, DevnetError> {
+        Self::on(None, url.to_owned(), accounts).await
+    }
+
+    async fn on(anvil: Option<Anvil>, url: String, accounts: usize) -> Result<Self, DevnetError> {
         let accounts = (0..accounts.max(1))
             .map(dev_key)
             .collect::<Result<Vec<_>, _>>()?;
-        let provider = provider::connect(&anvil.url(), accounts.clone(), DEFAULT_REQUEST_TIMEOUT)?;
+        let provider = provider::connect(&url, accounts.clone(), DEFAULT_REQUEST_TIMEOUT)?;
         for a in &accounts {
             let _: serde_json::Value = provider
                 .raw_request("anvil_setBalance".into(), (a.address(), ETH_PER_ACCOUNT))
@@ -105,20 +115,22 @@ impl Devnet {
             token: *token.address(),
             manager: *manager.address(),
             anvil,
+            url,
             provider,
             accounts,
             confirm: ConfirmOptions::local(),
         })
     }
 
-    /// The anvil process (to stop or restart it).
-    pub fn anvil(&mut self) -> &mut Anvil {
-        &mut self.anvil
+    /// The anvil process this devnet started (to stop or restart it); `None` when attached to
+    /// a running node.
+    pub fn anvil(&mut self) -> Option<&mut Anvil> {
+        self.anvil.as_mut()
     }
 
     /// The node's URL.
     pub fn url(&self) -> String {
-        self.anvil.url()
+        self.url.clone()
     }
 
     /// A provider that signs for every devnet account.

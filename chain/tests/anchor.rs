@@ -89,7 +89,10 @@ async fn an_anchor_survives_a_chain_outage_and_lands_once() -> anyhow::Result<()
     let queue_dir = dir.join("queue");
 
     // The node goes down (SIGTERM: anvil writes its state).
-    devnet.anvil().stop()?;
+    devnet
+        .anvil()
+        .ok_or_else(|| anyhow::anyhow!("the devnet started no anvil"))?
+        .stop()?;
 
     // B: give up after a second; the anchor stays queued on disk.
     let anchorer = Anchorer::new(
@@ -125,7 +128,10 @@ async fn an_anchor_survives_a_chain_outage_and_lands_once() -> anyhow::Result<()
     assert_eq!(AnchorQueue::open(&queue_dir)?.pending()?.len(), 2);
 
     // The node comes back with its state; blocks keep coming so confirmations can count.
-    devnet.anvil().restart()?;
+    devnet
+        .anvil()
+        .ok_or_else(|| anyhow::anyhow!("the devnet started no anvil"))?
+        .restart()?;
     let miner = tokio::spawn({
         let p = connect(&url, [], Duration::from_secs(2))?;
         async move {
