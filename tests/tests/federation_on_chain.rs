@@ -270,3 +270,82 @@ async fn the_aggregator_refuses_a_task_on_chain_that_is_not_its_own() {
         "{err}"
     );
 }
+
+/// An agent stopped right after committing its beacon share, and started again, reveals the
+/// share it kept on disk: nobody takes a strike in the round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_restarted_between_commit_and_reveal_still_reveals() {
+    let fed = Federation::with_alpha(
+        "restart-beacon",
+        5,
+        4,
+        1,
+        "127.0.0.1:0".parse().unwrap(),
+        10.0,
+    );
+    // 80 % of 5 members: 4 proposers, 1 voter.
+    let (devnet, task, setup) = task_for(&fed, 1, 8000).await;
+    let fed = fed.with_chain(setup, true);
+    let (server, addr) = fed.serve(std::future::pending()).await;
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+    let (stop_first, first_stopped) = tokio::sync::oneshot::channel::<()>();
+    let first_stop = std::cell::RefCell::new(Some(first_stopped));
+    let mut agents = fed.agents(addr, &seen, |i, b| {
+        let stop = if i == 0 {
+            first_stop.borrow_mut().take()
+        } else {
+            None
+        };
+        (b, stop)
+    });
+    // Agent 0 commits its share of round 1 (kept on disk first), then stops and starts again.
+    let kept = fed.root.join("device-0/state/chain/beacon-1.json");
+    let chain = devnet.task_client(task, 0).await.unwrap();
+    let me = devnet.account(2).unwrap();
+    let deadline = tokio::time::Instant::now() + timeout();
+    loop {
+        let seat = chain
+            .contract()
+            .seatOf(U256::from(1u8), me)
+            .call()
+            .await
+            .unwrap();
+        if seat.beaconCommitted {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "agent 0 never committed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(kept.exists(), "the secret is on disk once committed");
+    let _ = stop_first.send(());
+    let first = agents.remove(0).await.unwrap().unwrap();
+    assert!(!first.completed);
+    let view = chain.round_info(1).await.unwrap();
+    assert!(
+        flock_chain::schedule::unix_now() < view.beaconCommitEnd,
+        "restarted within the commit window (the test needs it to check the reveal)"
+    );
+    agents.insert(0, fed.agent(0, addr, &seen, |_, b| (b, None)));
+    let report = common::finish_exact(&fed, server, agents).await;
+    assert_eq!(report.rounds.len(), 1);
+    let seat = chain
+        .contract()
+        .seatOf(U256::from(1u8), me)
+        .call()
+        .await
+        .unwrap();
+    assert!(
+        seat.beaconRevealed,
+        "the restarted agent revealed its kept share"
+    );
+    for i in 0..fed.agents {
+        let info = chain
+            .participant_info(devnet.account(i + 2).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(info.strikes, U256::ZERO, "agent {i}");
+    }
+}

@@ -8,7 +8,13 @@
 //!
 //! Rewards are paid by `finalise` straight to the account (the contract pushes them; there is
 //! nothing to claim); the follower logs the stake after each round.
+//!
+//! The beacon secret and the ballot of the open round are written to the state directory
+//! (`chain/`, atomically) before their commitment is sent, so that an agent restarted between a
+//! commit and its reveal still reveals (a member that does not reveal is slashed).
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use alloy::primitives::utils::{format_units, parse_units};
@@ -57,6 +63,7 @@ impl ChainSide {
 pub(crate) async fn start(
     section: &ChainSection,
     identity: [u8; 32],
+    state_dir: &Path,
 ) -> Result<
     (
         ChainSide,
@@ -103,6 +110,7 @@ pub(crate) async fn start(
         evaluate: tx,
         tolerance: section.accept_tolerance,
         poll: Duration::from_millis(section.poll_ms),
+        secrets: Secrets(state_dir.join("chain")),
     };
     let handle = tokio::spawn(follower.run());
     Ok((ChainSide { client }, rx, handle))
@@ -159,6 +167,76 @@ struct Follower {
     evaluate: mpsc::UnboundedSender<Evaluate>,
     tolerance: f64,
     poll: Duration,
+    secrets: Secrets,
+}
+
+/// The open round's beacon secret and ballot, kept on disk until revealed.
+struct Secrets(PathBuf);
+
+impl Secrets {
+    fn path(&self, what: &str, round: u64) -> PathBuf {
+        self.0.join(format!("{what}-{round}.json"))
+    }
+
+    /// What was kept for `round`, if anything readable.
+    fn load<T: serde::de::DeserializeOwned>(&self, what: &str, round: u64) -> Option<T> {
+        let bytes = std::fs::read(self.path(what, round)).ok()?;
+        match serde_json::from_slice(&bytes) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                warn!(round, "unreadable {what} file, ignored: {e}");
+                None
+            }
+        }
+    }
+
+    /// Keeps `value` for `round` (temporary file, fsync, rename) before it is committed to.
+    fn save<T: serde::Serialize>(
+        &self,
+        what: &str,
+        round: u64,
+        value: &T,
+    ) -> Result<(), ChainError> {
+        let io = |e: std::io::Error| {
+            ChainError::Unexpected(format!(
+                "keeping the {what} of round {round} in {}: {e}",
+                self.0.display()
+            ))
+        };
+        std::fs::create_dir_all(&self.0).map_err(io)?;
+        let tmp = self.0.join(format!(".{what}-{round}.tmp"));
+        let bytes = serde_json::to_vec(value).map_err(|e| ChainError::Unexpected(e.to_string()))?;
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(&bytes).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, self.path(what, round)).map_err(io)
+    }
+
+    /// Forgets everything kept for rounds before `round`.
+    fn forget_before(&self, round: u64) {
+        let Ok(entries) = std::fs::read_dir(&self.0) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let kept_round = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".json"))
+                .and_then(|n| n.rsplit_once('-'))
+                .and_then(|(_, r)| r.parse::<u64>().ok());
+            if kept_round.is_some_and(|r| r < round) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// A ballot as kept on disk.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeptBallot {
+    accept: bool,
+    accuracy_bps: u32,
+    salt: B256,
 }
 
 impl Follower {
@@ -201,19 +279,43 @@ impl Follower {
 
     async fn play(&self, round: u64) -> Result<(), ChainError> {
         let c = &self.client;
+        self.secrets.forget_before(round);
         let view = c.round_info(round).await?;
-        if unix_now() < view.beaconCommitEnd {
-            let secret = random_b256()?;
-            c.commit_beacon(round, secret).await?;
-            info!(round, phase = "beacon", "beacon share committed");
+        let seat = c
+            .contract()
+            .seatOf(U256::from(round), c.address())
+            .call()
+            .await?;
+        let kept: Option<B256> = self.secrets.load("beacon", round);
+        let secret = match kept {
+            // Committed before a restart: reveal what was kept.
+            Some(secret) if seat.beaconCommitted => Some(secret),
+            _ if seat.beaconCommitted => {
+                warn!(
+                    round,
+                    "the beacon secret committed to is lost: it cannot be revealed"
+                );
+                None
+            }
+            _ if unix_now() < view.beaconCommitEnd => {
+                let secret = kept.map_or_else(random_b256, Ok)?;
+                self.secrets.save("beacon", round, &secret)?;
+                c.commit_beacon(round, secret).await?;
+                info!(round, phase = "beacon", "beacon share committed");
+                Some(secret)
+            }
+            _ => {
+                warn!(
+                    round,
+                    "the beacon window had closed when this agent saw the round"
+                );
+                None
+            }
+        };
+        if let Some(secret) = secret.filter(|_| !seat.beaconRevealed) {
             sleep_until_unix(view.beaconCommitEnd).await;
             when_open(PATIENCE, || c.reveal_beacon(round, secret)).await?;
             info!(round, phase = "beacon", "beacon share revealed");
-        } else {
-            warn!(
-                round,
-                "the beacon window had closed when this agent saw the round"
-            );
         }
         let view = self.wait(round, |v, _| v.rolesDrawnAt != 0).await?;
         if view.rolesDrawnAt == 0 {
@@ -259,6 +361,37 @@ impl Follower {
             info!(round, "no candidate anchored: nothing to vote on");
             return Ok(());
         }
+        let seat = c
+            .contract()
+            .seatOf(U256::from(round), c.address())
+            .call()
+            .await?;
+        if seat.voteCommitted {
+            // Committed before a restart: reveal the ballot kept.
+            let Some(kept) = self.secrets.load::<KeptBallot>("vote", round) else {
+                warn!(
+                    round,
+                    "the ballot committed to is lost: it cannot be revealed"
+                );
+                return Ok(());
+            };
+            if !seat.voteRevealed {
+                let ballot = Ballot {
+                    accept: kept.accept,
+                    accuracy_bps: kept.accuracy_bps,
+                    salt: kept.salt,
+                };
+                sleep_until_unix(view.voteCommitEnd).await;
+                when_open(PATIENCE, || c.reveal_vote(round, &ballot)).await?;
+                info!(
+                    round,
+                    accept = ballot.accept,
+                    phase = "vote",
+                    "vote revealed"
+                );
+            }
+            return Ok(());
+        }
         let candidate = c.candidate_of(round).await?;
         let (reply, verdict) = oneshot::channel();
         let asked = self.evaluate.send(Evaluate {
@@ -291,6 +424,15 @@ impl Follower {
             accuracy_bps: (accuracy.clamp(0.0, 1.0) * 10_000.0).round() as u32,
             salt: random_b256()?,
         };
+        self.secrets.save(
+            "vote",
+            round,
+            &KeptBallot {
+                accept: ballot.accept,
+                accuracy_bps: ballot.accuracy_bps,
+                salt: ballot.salt,
+            },
+        )?;
         c.commit_vote(round, &ballot).await?;
         info!(round, accept, accuracy, phase = "vote", "vote committed");
         sleep_until_unix(view.voteCommitEnd).await;

@@ -238,7 +238,8 @@ impl AgentBuilder {
         #[cfg(feature = "chain")]
         let (chain, evaluations, follower) = match cfg.chain.as_ref().filter(|c| c.key.is_some()) {
             Some(section) => {
-                let (side, rx, handle) = super::chain::start(section, identity.public()).await?;
+                let (side, rx, handle) =
+                    super::chain::start(section, identity.public(), &cfg.agent.state_dir).await?;
                 (Some(side), Some(rx), Some(handle))
             }
             None => (None, None, None),
