@@ -1,9 +1,5 @@
 //! Wall time of one aggregation round over loopback QUIC with mutual TLS, SecAgg+ against a
-//! plain sum of the same quantised vectors, in one run:
-//!
-//! ```text
-//! cargo run --release -p flock-aggregator --example round_bench [-- --clients 10,50,100 --dims 100000,1000000]
-//! ```
+//! plain sum of the same quantised vectors, in one run.
 //!
 //! Every client is a task in this process with its own QUIC endpoint and certificate. The
 //! SecAgg+ round is the protocol's client and server state machines with frames on QUIC streams
@@ -30,16 +26,6 @@ use flock_transport::tls::{Credentials, Trust, client_config, server_config};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use tokio::sync::mpsc;
-
-fn list(name: &str, default: &str) -> Vec<usize> {
-    let args: Vec<String> = std::env::args().collect();
-    let v = args
-        .iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_string());
-    v.split(',').filter_map(|x| x.parse().ok()).collect()
-}
 
 struct Pki {
     server: Credentials,
@@ -298,23 +284,20 @@ async fn round(pki: &Pki, d: usize, secure: bool) -> anyhow::Result<Round> {
     })
 }
 
-fn main() -> anyhow::Result<()> {
-    let ns = list("--clients", "10,50,100");
-    let ds = list("--dims", "100000,1000000");
+/// The SecAgg+ and plain rounds for every `n` in `ns` and `d` in `ds`, as a Markdown table.
+pub(crate) fn table(ns: &[usize], ds: &[usize]) -> anyhow::Result<String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    println!(
+    let mut out = String::from(
         "| clients | d | k | SecAgg+ s | plain s | SecAgg+ / plain | sums equal | \
          server SecAgg+ s | server plain s | clients Σ s | slowest client s | \
-         deployment estimate s | estimate / plain |"
+         deployment estimate s | estimate / plain |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
-    println!(
-        "| ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
-    );
-    for &n in &ns {
+    for &n in ns {
         let pki = pki(n)?;
-        for &d in &ds {
+        for &d in ds {
             let plain = rt.block_on(round(&pki, d, false))?;
             let secure = rt.block_on(round(&pki, d, true))?;
             // On a deployment every client computes on its own device, in parallel: the
@@ -323,8 +306,8 @@ fn main() -> anyhow::Result<()> {
             let estimate = plain.wall
                 + secure.slowest_client
                 + (secure.server_cpu - plain.server_cpu).max(0.0);
-            println!(
-                "| {n} | {d} | {} | {:.2} | {:.2} | {:.2} | {} | {:.2} | {:.2} | {:.2} | {:.3} | {:.2} | {:.2} |",
+            let row = format!(
+                "| {n} | {d} | {} | {:.2} | {:.2} | {:.2} | {} | {:.2} | {:.2} | {:.2} | {:.3} | {:.2} | {:.2} |\n",
                 secure.degree,
                 secure.wall,
                 plain.wall,
@@ -337,7 +320,9 @@ fn main() -> anyhow::Result<()> {
                 estimate,
                 estimate / plain.wall,
             );
+            eprint!("{row}");
+            out.push_str(&row);
         }
     }
-    Ok(())
+    Ok(out)
 }
