@@ -1,8 +1,8 @@
 //! The agent's memory and size. Peak resident memory (`VmHWM`) of `flock-agent train-local` on
 //! breast_cancer with the CPU backend, against the same binary printing its version (the floor
 //! of the process: code, libraries, runtime); the size of the `flock-agent` binary against
-//! `flock-bench`'s own (same profile, no burn, no wgpu, no alloy: what the trainer, the GPU
-//! kernels and the chain client add).
+//! `flock-bench`'s own, both stripped (same profile, no burn, no wgpu, no alloy: what the
+//! trainer, the GPU kernels and the chain client add).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -38,6 +38,24 @@ fn peak_rss_kib(cmd: &mut Command) -> anyhow::Result<u64> {
     }
 }
 
+/// The size of `binary` without its symbols and debug information (`strip` on a copy; the
+/// release profile keeps debug information).
+fn stripped_size(binary: &Path) -> anyhow::Result<f64> {
+    let copy = std::env::temp_dir().join(format!("flock-bench-strip-{}", std::process::id()));
+    let status = Command::new("strip")
+        .arg("-o")
+        .arg(&copy)
+        .arg(binary)
+        .status()
+        .context("running strip (binutils)")?;
+    if !status.success() {
+        bail!("strip {} failed: {status}", binary.display());
+    }
+    let size = std::fs::metadata(&copy)?.len() as f64;
+    let _ = std::fs::remove_file(&copy);
+    Ok(size)
+}
+
 fn mib(bytes: f64) -> String {
     format!("{:.1} MiB", bytes / (1024.0 * 1024.0))
 }
@@ -68,14 +86,13 @@ pub(crate) fn table(agent: &Path, data: &Path) -> anyhow::Result<String> {
             .arg(out_dir.join("model.safetensors")),
     )?;
     let _ = std::fs::remove_dir_all(&out_dir);
-    let agent_size = std::fs::metadata(agent)?.len() as f64;
-    let own = std::env::current_exe()?;
-    let own_size = std::fs::metadata(&own)?.len() as f64;
+    let agent_size = stripped_size(agent)?;
+    let own_size = stripped_size(&std::env::current_exe()?)?;
     Ok(format!(
         "| figure | value | baseline | baseline value | ratio |\n\
          | --- | ---: | --- | ---: | ---: |\n\
          | peak RSS, `train-local` breast_cancer, 30 epochs, CPU | {} | the same binary, `--version` | {} | **{:.2}** |\n\
-         | binary size, `flock-agent` | {} | `flock-bench` (no burn, wgpu, alloy) | {} | **{:.2}** |\n",
+         | binary size, `flock-agent`, stripped | {} | `flock-bench`, stripped (no burn, wgpu, alloy) | {} | **{:.2}** |\n",
         mib(trained as f64 * 1024.0),
         mib(floor as f64 * 1024.0),
         trained as f64 / floor.max(1) as f64,
