@@ -149,12 +149,6 @@ fn default_start_wait_ms() -> u64 {
     30_000
 }
 
-/// Whether `text` is `0x` followed by 40 hex digits.
-fn is_address(text: &str) -> bool {
-    text.strip_prefix("0x")
-        .is_some_and(|h| h.len() == 40 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-}
-
 /// `[task]`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -397,7 +391,7 @@ impl Config {
             return invalid("secagg.phase_timeout_ms", "0".into());
         }
         if let Some(c) = &self.chain {
-            if !is_address(&c.task) {
+            if !c.task.starts_with("0x") || c.task.parse::<alloy::primitives::Address>().is_err() {
                 return invalid(
                     "chain.task",
                     format!("{:?} is not an address (0x and 40 hex digits)", c.task),

@@ -271,6 +271,19 @@ async fn the_aggregator_refuses_a_task_on_chain_that_is_not_its_own() {
     );
 }
 
+/// `who`'s seat in round 1.
+async fn seat_in_round_1(
+    chain: &flock_chain::task::TaskClient,
+    who: Address,
+) -> flock_chain::contracts::FlTask::seatOfReturn {
+    chain
+        .contract()
+        .seatOf(U256::from(1u8), who)
+        .call()
+        .await
+        .unwrap()
+}
+
 /// An agent stopped right after committing its beacon share, and started again, reveals the
 /// share it kept on disk: nobody takes a strike in the round.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -304,12 +317,7 @@ async fn an_agent_restarted_between_commit_and_reveal_still_reveals() {
     let me = devnet.account(2).unwrap();
     let deadline = tokio::time::Instant::now() + timeout();
     loop {
-        let seat = chain
-            .contract()
-            .seatOf(U256::from(1u8), me)
-            .call()
-            .await
-            .unwrap();
+        let seat = seat_in_round_1(&chain, me).await;
         if seat.beaconCommitted {
             break;
         }
@@ -331,12 +339,7 @@ async fn an_agent_restarted_between_commit_and_reveal_still_reveals() {
     agents.insert(0, fed.agent(0, addr, &seen, |_, b| (b, None)));
     let report = common::finish_exact(&fed, server, agents).await;
     assert_eq!(report.rounds.len(), 1);
-    let seat = chain
-        .contract()
-        .seatOf(U256::from(1u8), me)
-        .call()
-        .await
-        .unwrap();
+    let seat = seat_in_round_1(&chain, me).await;
     assert!(
         seat.beaconRevealed,
         "the restarted agent revealed its kept share"
