@@ -140,33 +140,66 @@ fn x_label_count(n: usize) -> usize {
     n.clamp(1, 20)
 }
 
+/// How one of the report's charts is framed: its caption, x labels (one per position), y range
+/// and axis texts.
+struct Frame<'l> {
+    caption: String,
+    labels: &'l [String],
+    y: std::ops::Range<f64>,
+    y_area: u32,
+    y_format: &'l dyn Fn(&f64) -> String,
+    x_desc: &'l str,
+    y_desc: &'l str,
+}
+
+type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A chart over the positions `0..labels.len()` with the report's look (caption, light grid,
+/// fonts), its mesh and labels drawn.
+fn framed<'a, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, Shift>,
+    f: &Frame<'_>,
+) -> Result<Chart<'a, DB>, DrawingAreaErrorKind<DB::ErrorType>> {
+    let n = f.labels.len();
+    let mut chart = ChartBuilder::on(root)
+        .caption(&f.caption, (FAMILY, CAPTION_SIZE))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(f.y_area)
+        .build_cartesian_2d(x_range(n), f.y.clone())?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .light_line_style(LIGHT_GRID)
+        .x_labels(x_label_count(n))
+        .x_label_formatter(&|x| position_label(f.labels, *x))
+        .y_label_formatter(f.y_format)
+        .x_desc(f.x_desc)
+        .y_desc(f.y_desc)
+        .label_style((FAMILY, LABEL_SIZE))
+        .axis_desc_style((FAMILY, LABEL_SIZE))
+        .draw()?;
+    Ok(chart)
+}
+
 fn draw_accuracy<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     r: &RunReport,
 ) -> DrawResult<DB> {
     let n = r.rounds.len();
     let labels: Vec<String> = r.rounds.iter().map(|x| x.round.to_string()).collect();
-    let mut chart = ChartBuilder::on(root)
-        .caption(
-            format!("Accuracy per round ({}, {} agents)", r.dataset, r.agents),
-            (FAMILY, CAPTION_SIZE),
-        )
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(60)
-        .build_cartesian_2d(x_range(n), 0f64..1f64)?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .light_line_style(LIGHT_GRID)
-        .x_labels(x_label_count(n))
-        .x_label_formatter(&|x| position_label(&labels, *x))
-        .y_label_formatter(&|y| format!("{:.0} %", y * 100.0))
-        .x_desc("round")
-        .y_desc("accuracy on the pooled test set")
-        .label_style((FAMILY, LABEL_SIZE))
-        .axis_desc_style((FAMILY, LABEL_SIZE))
-        .draw()?;
+    let mut chart = framed(
+        root,
+        &Frame {
+            caption: format!("Accuracy per round ({}, {} agents)", r.dataset, r.agents),
+            labels: &labels,
+            y: 0f64..1f64,
+            y_area: 60,
+            y_format: &|y| format!("{:.0} %", y * 100.0),
+            x_desc: "round",
+            y_desc: "accuracy on the pooled test set",
+        },
+    )?;
 
     let federated: Vec<(f64, f64)> = r
         .rounds
@@ -227,24 +260,18 @@ fn draw_phases<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &RunReport)
         .fold(0.0_f64, f64::max);
     // Headroom for the legend in the upper right.
     let top = if tallest > 0.0 { tallest * 1.4 } else { 1.0 };
-    let mut chart = ChartBuilder::on(root)
-        .caption("Time per phase per round", (FAMILY, CAPTION_SIZE))
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(60)
-        .build_cartesian_2d(x_range(n), 0f64..top)?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .light_line_style(LIGHT_GRID)
-        .x_labels(x_label_count(n))
-        .x_label_formatter(&|x| position_label(&labels, *x))
-        .y_label_formatter(&|y| format!("{y:.0}"))
-        .x_desc("round")
-        .y_desc("seconds")
-        .label_style((FAMILY, LABEL_SIZE))
-        .axis_desc_style((FAMILY, LABEL_SIZE))
-        .draw()?;
+    let mut chart = framed(
+        root,
+        &Frame {
+            caption: "Time per phase per round".to_owned(),
+            labels: &labels,
+            y: 0f64..top,
+            y_area: 60,
+            y_format: &|y| format!("{y:.0}"),
+            x_desc: "round",
+            y_desc: "seconds",
+        },
+    )?;
 
     let phase_names = ["beacon", "training + SecAgg+", "voting", "finalise"];
     for (k, (name, colour)) in phase_names.into_iter().zip(PHASE_COLOURS).enumerate() {
@@ -304,24 +331,18 @@ fn draw_stakes<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &RunReport)
         let pad = ((hi - lo) * 0.1).max(1.0);
         (lo - pad, hi + pad)
     };
-    let mut chart = ChartBuilder::on(root)
-        .caption("Stake per agent", (FAMILY, CAPTION_SIZE))
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(80)
-        .build_cartesian_2d(x_range(n), lo..hi)?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .light_line_style(LIGHT_GRID)
-        .x_labels(x_label_count(n))
-        .x_label_formatter(&|x| position_label(&labels, *x))
-        .y_label_formatter(&|y| format!("{y:.1}"))
-        .x_desc("after round")
-        .y_desc("stake (FLOCK)")
-        .label_style((FAMILY, LABEL_SIZE))
-        .axis_desc_style((FAMILY, LABEL_SIZE))
-        .draw()?;
+    let mut chart = framed(
+        root,
+        &Frame {
+            caption: "Stake per agent".to_owned(),
+            labels: &labels,
+            y: lo..hi,
+            y_area: 80,
+            y_format: &|y| format!("{y:.1}"),
+            x_desc: "after round",
+            y_desc: "stake (FLOCK)",
+        },
+    )?;
     for (i, (name, points)) in series.iter().enumerate() {
         let colour = AGENT_COLOURS[i % AGENT_COLOURS.len()];
         let style = colour.stroke_width(2);
