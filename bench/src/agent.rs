@@ -1,41 +1,55 @@
-//! The agent's memory and size. Peak resident memory (`VmHWM`) of `flock-agent train-local` on
+//! The agent's memory and size. Peak resident memory (`ru_maxrss`) of `flock-agent train-local` on
 //! breast_cancer with the CPU backend, against the same binary printing its version (the floor
 //! of the process: code, libraries, runtime); the size of the `flock-agent` binary against
 //! `flock-bench`'s own, both stripped (same profile, no burn, no wgpu, no alloy: what the
 //! trainer, the GPU kernels and the chain client add).
 
+use anyhow::{Context, bail};
+use nix::sys::resource::{UsageWho, getrusage};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use anyhow::{Context, bail};
+/// The hidden argument that makes `flock-bench` a small measuring parent (see [`measure`]).
+pub(crate) const RSS_OF: &str = "--rss-of";
 
-/// Peak resident memory of `cmd` in KiB, polled from `/proc/<pid>/status` until it exits.
-fn peak_rss_kib(cmd: &mut Command) -> anyhow::Result<u64> {
-    let mut child = cmd
+/// In the measuring parent: runs `cmd` to its end and prints its peak resident memory in KiB
+/// (`getrusage(RUSAGE_CHILDREN)`: exact, and this small process's own pages, which a forked
+/// child starts with, are few).
+pub(crate) fn measure(cmd: &[String]) -> anyhow::Result<()> {
+    let (program, args) = cmd.split_first().context("--rss-of needs a command")?;
+    let status = Command::new(program)
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn()
-        .context("starting the agent")?;
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak = 0;
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&status_path)
-            && let Some(kib) = text
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        {
-            peak = peak.max(kib);
-        }
-        if let Some(status) = child.try_wait()? {
-            if !status.success() {
-                bail!("{cmd:?} failed: {status}");
-            }
-            return Ok(peak);
-        }
-        std::thread::sleep(Duration::from_millis(2));
+        .status()
+        .with_context(|| format!("starting {program}"))?;
+    if !status.success() {
+        bail!("{program} failed: {status}");
     }
+    println!("{}", getrusage(UsageWho::RUSAGE_CHILDREN)?.max_rss());
+    Ok(())
+}
+
+/// Peak resident memory (KiB) of `agent` run with `args`, measured by a fresh `flock-bench
+/// --rss-of` (so that this process's own buffers do not count).
+fn peak_rss_kib(agent: &Path, args: &[&std::ffi::OsStr]) -> anyhow::Result<u64> {
+    let out = Command::new(std::env::current_exe()?)
+        .arg(RSS_OF)
+        .arg(agent)
+        .args(args)
+        .output()
+        .context("starting the measuring process")?;
+    if !out.status.success() {
+        bail!(
+            "measuring {}: {}",
+            agent.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .context("reading the measured peak RSS")
 }
 
 /// The size of `binary` without its symbols and debug information (`strip` on a copy; the
@@ -70,20 +84,21 @@ pub(crate) fn table(agent: &Path, data: &Path) -> anyhow::Result<String> {
     }
     let out_dir = std::env::temp_dir().join(format!("flock-bench-agent-{}", std::process::id()));
     std::fs::create_dir_all(&out_dir)?;
-    let floor = peak_rss_kib(Command::new(agent).arg("--version"))?;
+    let floor = peak_rss_kib(agent, &["--version".as_ref()])?;
+    let model = out_dir.join("model.safetensors");
     let trained = peak_rss_kib(
-        Command::new(agent)
-            .args([
-                "train-local",
-                "--backend",
-                "cpu",
-                "--epochs",
-                "30",
-                "--data",
-            ])
-            .arg(data)
-            .arg("--out")
-            .arg(out_dir.join("model.safetensors")),
+        agent,
+        &[
+            "train-local".as_ref(),
+            "--backend".as_ref(),
+            "cpu".as_ref(),
+            "--epochs".as_ref(),
+            "30".as_ref(),
+            "--data".as_ref(),
+            data.as_os_str(),
+            "--out".as_ref(),
+            model.as_os_str(),
+        ],
     )?;
     let _ = std::fs::remove_dir_all(&out_dir);
     let agent_size = stripped_size(agent)?;

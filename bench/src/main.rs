@@ -8,13 +8,15 @@
 //! - the CPU kernels against their floors ([`kernels`]);
 //! - a SecAgg+ round against a plain round over loopback QUIC at n = 10, 50, 100 and
 //!   d = 100 k, 1 M ([`round`]);
+//! - the aggregator's SecAgg+ work at n = 1 000 in process, against its floor ([`inprocess`]);
 //! - the agent's peak memory and binary size ([`agent`]).
 //!
-//! The protocol's in-process figures at n = 1 000 (per phase, server vs its floor) stay in
-//! `cargo bench -p flock-protocol --bench secagg` (`protocol/BENCHMARKS.md`); the GPU kernels
-//! in `cargo bench -p edge-kernels --features gpu`.
+//! Per-phase client costs and dropout rounds stay in `cargo bench -p flock-protocol --bench
+//! secagg` (`protocol/BENCHMARKS.md`); the GPU kernels in `cargo bench -p edge-kernels
+//! --features gpu`.
 
 mod agent;
+mod inprocess;
 mod kernels;
 mod round;
 
@@ -64,6 +66,10 @@ fn machine() -> String {
 }
 
 fn main() -> anyhow::Result<()> {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some(agent::RSS_OF) {
+        return agent::measure(&argv[2..]);
+    }
     let args = Args::parse();
     let agent = match args.agent {
         Some(a) => a,
@@ -78,12 +84,19 @@ fn main() -> anyhow::Result<()> {
     } else {
         (&[10, 50, 100], &[100_000, 1_000_000])
     };
+    let (big_n, big_ds): (usize, &[u32]) = if args.quick {
+        (200, &[100_000])
+    } else {
+        (1000, &[100_000, 1_000_000])
+    };
     eprintln!("kernels…");
     let kernels = kernels::table(1 << 20, 15)?;
     eprintln!("agent memory and size…");
     let agent = agent::table(&agent, &data)?;
     eprintln!("SecAgg+ vs plain rounds over loopback QUIC…");
     let rounds = round::table(ns, ds)?;
+    eprintln!("the aggregator at n = {big_n} in process…");
+    let inprocess = inprocess::table(big_n, big_ds)?;
     let report = format!(
         "# flock-edge benchmarks\n\n\
          Written by `flock-bench`{}: every figure is a ratio against a baseline measured in the \
@@ -94,9 +107,12 @@ fn main() -> anyhow::Result<()> {
          The deployment estimate is the plain round's wall time plus the slowest client's compute \
          plus the server's extra compute: each device masks on its own cores, which this \
          process cannot show.\n\n\
+         ## The aggregator in process: SecAgg+ server work vs its floor\n\n{inprocess}\n\
+         One thread; 10 % of the clients drop before their input; the floor is what no SecAgg+ \
+         server can skip: a keystream per survivor, k per dropped client, and the sum.\n\n\
          ## The agent\n\n{agent}\n\
-         Elsewhere: the protocol in process at n = 1 000 (`cargo bench -p flock-protocol --bench \
-         secagg`, protocol/BENCHMARKS.md), the GPU kernels (`cargo bench -p edge-kernels \
+         Elsewhere: per-phase client costs and dropout rounds (`cargo bench -p flock-protocol \
+         --bench secagg`, protocol/BENCHMARKS.md), the GPU kernels (`cargo bench -p edge-kernels \
          --features gpu`, edge-kernels/BENCHMARKS.md), training throughput (`cargo run --release \
          -p flock-agent --example train_throughput`, agent/BENCHMARKS.md).\n",
         if args.quick { " --quick" } else { "" },

@@ -64,6 +64,8 @@ pub mod phase;
 pub mod server;
 pub mod session;
 pub mod shamir;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod wire;
 
 pub use client::{Client, ClientError, ClientPhase};

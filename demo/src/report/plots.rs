@@ -14,6 +14,7 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::files::ensure_dir;
@@ -250,7 +251,6 @@ fn draw_accuracy<DB: DrawingBackend>(
 }
 
 fn draw_phases<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &RunReport) -> DrawResult<DB> {
-    let n = r.rounds.len();
     let labels: Vec<String> = r.rounds.iter().map(|x| x.round.to_string()).collect();
     let tallest = r
         .rounds
