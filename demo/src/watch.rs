@@ -183,6 +183,17 @@ impl<'a> Watch<'a> {
         let current = c.current_round().await?;
         let phase = c.current_phase().await?;
         self.phase = Some(phase);
+        // Finalisations first: a round that ended stops its kills, and must not stop those
+        // planned for the round that opened right after it (seen in the same look).
+        while self.finalised < current {
+            let r = self.finalised + 1;
+            let (outcome, _) = c.outcome_of(r).await?;
+            if outcome == Outcome::Pending {
+                break;
+            }
+            self.finalised = r;
+            self.round_finalised(r, outcome)?;
+        }
         if current != self.round {
             self.round = current;
             self.roles.fill(Role::None);
@@ -198,15 +209,6 @@ impl<'a> Watch<'a> {
                     self.roles[i] = c.role_of(current, *a).await?;
                 }
             }
-        }
-        while self.finalised < current {
-            let r = self.finalised + 1;
-            let (outcome, _) = c.outcome_of(r).await?;
-            if outcome == Outcome::Pending {
-                break;
-            }
-            self.finalised = r;
-            self.round_finalised(r, outcome)?;
         }
         let message = match phase {
             Phase::Completed => "task complete".to_owned(),
