@@ -155,6 +155,8 @@ pub(crate) async fn check_task(
 /// Drives the task's rounds until the last is finalised.
 pub(crate) struct ChainDriver {
     pub client: TaskClient,
+    /// The task's rounds (checked against the config by [`check_task`]).
+    pub total: u64,
     pub anchorer: Anchorer,
     pub events: mpsc::UnboundedSender<crate::service::Event>,
     pub start_wait: Duration,
@@ -204,19 +206,9 @@ impl ChainDriver {
     async fn step(&self) -> Result<Step, ChainDriveError> {
         let c = &self.client;
         let current = c.current_round().await?;
-        let total = u64::from(
-            c.contract()
-                .totalRounds()
-                .call()
-                .await
-                .map_err(ChainError::from)?,
-        );
-        let open = current > 0 && {
-            let (outcome, _) = c.outcome_of(current).await?;
-            outcome == Outcome::Pending
-        };
+        let open = current > 0 && c.round_state(current).await?.1 == Outcome::Pending;
         if !open {
-            if current >= total {
+            if current >= self.total {
                 return Ok(Step::Complete);
             }
             self.wait_for_participants().await?;

@@ -493,14 +493,18 @@ impl Service {
                 self.pending = Some(pending);
                 Ok(())
             }
-            None => self.commit(pending, true),
+            None => self.commit(r.number, Some(pending), true),
         }
     }
 
-    /// Ends round `p.round`: its candidate becomes the global model if `accepted` (else the
-    /// model stays), the state is saved and every agent told.
-    fn commit(&mut self, p: Pending, accepted: bool) -> Result<(), ServeError> {
-        if accepted {
+    /// Ends `round`: its candidate `p` (none if no candidate was built) becomes the global
+    /// model if `accepted` (else the model stays), the state is saved and every agent told.
+    fn commit(&mut self, round: u64, p: Option<Pending>, accepted: bool) -> Result<(), ServeError> {
+        let (participants, bits, started) = p.as_ref().map_or((0, 0, Instant::now()), |p| {
+            (p.participants, p.bits, p.started)
+        });
+        let mut contributors = Vec::new();
+        if let Some(p) = p.filter(|_| accepted) {
             self.global = p.params;
             let (moments, ids) = p
                 .moments
@@ -508,18 +512,18 @@ impl Service {
             self.moments = moments;
             self.state.model = p.model;
             self.state.moments = ids;
+            contributors = p.contributors;
         }
-        self.state.round = p.round;
+        self.state.round = round;
         self.store.save_state(&self.state)?;
         let model = self.state.model;
-        info!(round = p.round, model = %model, accepted, contributors = p.contributors.len(), "round complete");
+        info!(round, model = %model, accepted, contributors = contributors.len(), "round complete");
         let last = self.done();
-        let contributors = if accepted { p.contributors } else { Vec::new() };
         for m in self.members.values() {
             send(
                 &m.conn,
                 AggregatorMessage::RoundDone {
-                    round: p.round,
+                    round,
                     model: model.0,
                     contributors: contributors.clone(),
                     last,
@@ -531,32 +535,34 @@ impl Service {
         if !accepted {
             m.rounds_rejected.inc();
         }
-        m.round.set(p.round as i64);
+        m.round.set(round as i64);
         m.last_contributors.set(contributors.len() as i64);
-        m.round_seconds.observe(p.started.elapsed().as_secs_f64());
+        m.round_seconds.observe(started.elapsed().as_secs_f64());
         self.summaries.push(RoundSummary {
-            round: p.round,
+            round,
             model,
             accepted,
             contributors,
-            participants: p.participants,
-            bits: p.bits,
-            elapsed: p.started.elapsed(),
+            participants,
+            bits,
+            elapsed: started.elapsed(),
         });
         Ok(())
+    }
+
+    /// The connected agents that said hello for this task.
+    fn ready_members(&self) -> impl Iterator<Item = ClientId> + '_ {
+        self.members
+            .iter()
+            .filter(|(_, m)| m.ready)
+            .map(|(id, _)| *id)
     }
 
     /// What the chain driver asks or tells.
     fn on_chain(&mut self, event: ChainEvent, now: Instant) -> Result<(), ServeError> {
         match event {
             ChainEvent::Ready(reply) => {
-                let _ = reply.send(
-                    self.members
-                        .iter()
-                        .filter(|(_, m)| m.ready)
-                        .map(|(id, _)| *id)
-                        .collect(),
-                );
+                let _ = reply.send(self.ready_members().collect());
             }
             ChainEvent::Train {
                 round,
@@ -623,16 +629,6 @@ impl Service {
                         self.state.model
                     );
                 }
-                let p = pending.unwrap_or(Pending {
-                    round,
-                    model: self.state.model,
-                    params: self.global.clone(),
-                    moments: None,
-                    contributors: Vec::new(),
-                    participants: 0,
-                    bits: 0,
-                    started: now,
-                });
                 if !taken {
                     info!(
                         round,
@@ -641,7 +637,7 @@ impl Service {
                         self.state.model
                     );
                 }
-                self.commit(p, taken)?;
+                self.commit(round, pending, taken)?;
             }
         }
         Ok(())
@@ -651,12 +647,7 @@ impl Service {
         if self.on_chain || self.round.is_some() || self.done() {
             return Ok(());
         }
-        let ready: Vec<ClientId> = self
-            .members
-            .iter()
-            .filter(|(_, m)| m.ready)
-            .map(|(id, _)| *id)
-            .collect();
+        let ready: Vec<ClientId> = self.ready_members().collect();
         let cohort = &self.config.cohort;
         if (ready.len() as u32) < cohort.min {
             self.gather_until = None;
@@ -905,6 +896,7 @@ pub async fn serve(
             info!(task = %client.task_address(), account = %client.address(), "rounds follow the task on chain");
             let driver = ChainDriver {
                 client,
+                total: service.config.task.rounds,
                 anchorer,
                 events: tx.clone(),
                 start_wait: start_wait.unwrap_or_default(),

@@ -507,6 +507,16 @@ impl TaskClient {
         Ok(self.task.roundInfo(U256::from(round)).call().await?)
     }
 
+    /// [`TaskClient::round_info`] with its outcome decoded (one call).
+    pub async fn round_state(
+        &self,
+        round: u64,
+    ) -> Result<(FlTask::RoundView, Outcome), ChainError> {
+        let view = self.round_info(round).await?;
+        let outcome = Outcome::from_u8(view.outcome).ok_or_else(|| bad("roundInfo"))?;
+        Ok((view, outcome))
+    }
+
     /// The reward pool.
     pub async fn reward_pool(&self) -> Result<U256, ChainError> {
         Ok(self.task.rewardPool().call().await?)

@@ -104,8 +104,17 @@ pub(crate) async fn start(
         .await
         .map_err(chain_err)?;
     ensure_joined(&client, section, B256::from(identity)).await?;
+    let total = u64::from(
+        client
+            .contract()
+            .totalRounds()
+            .call()
+            .await
+            .map_err(|e| chain_err(e.into()))?,
+    );
     let (tx, rx) = mpsc::unbounded_channel();
     let follower = Follower {
+        total,
         client: client.clone(),
         evaluate: tx,
         tolerance: section.accept_tolerance,
@@ -164,6 +173,8 @@ fn flock(amount: impl Into<U256>) -> String {
 
 struct Follower {
     client: TaskClient,
+    /// The task's rounds (immutable on chain).
+    total: u64,
     evaluate: mpsc::UnboundedSender<Evaluate>,
     tolerance: f64,
     poll: Duration,
@@ -260,11 +271,11 @@ impl Follower {
     async fn next(&self, handled: &mut u64) -> Result<bool, ChainError> {
         let c = &self.client;
         let current = c.current_round().await?;
-        let total = u64::from(c.contract().totalRounds().call().await?);
+        let total = self.total;
         if current == 0 || current <= *handled {
             return Ok(current >= total && *handled >= total);
         }
-        let (outcome, _) = c.outcome_of(current).await?;
+        let (_, outcome) = c.round_state(current).await?;
         let member = c
             .contract()
             .isMember(U256::from(current), c.address())
@@ -340,8 +351,7 @@ impl Follower {
         done: impl Fn(&flock_chain::contracts::FlTask::RoundView, Outcome) -> bool,
     ) -> Result<flock_chain::contracts::FlTask::RoundView, ChainError> {
         loop {
-            let view = self.client.round_info(round).await?;
-            let (outcome, _) = self.client.outcome_of(round).await?;
+            let (view, outcome) = self.client.round_state(round).await?;
             if done(&view, outcome) || outcome != Outcome::Pending {
                 return Ok(view);
             }
