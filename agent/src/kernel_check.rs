@@ -35,6 +35,7 @@ pub enum GpuOutcome {
 
 /// Why the self-check failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CheckError {
     /// A CPU kernel refused the fixed test input (a bug, never expected).
     #[error("CPU kernel error: {0}")]

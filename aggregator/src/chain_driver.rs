@@ -4,11 +4,13 @@
 //! the candidate the loop built (through the durable [`Anchorer`]) and finalises the round after
 //! the vote, telling the loop whether the candidate became the global model.
 //!
-//! The driver only talks to the chain and to the round loop (through [`ChainEvent`]s); the
-//! loop owns every model. Each step reads the round's state from the chain first, so after a
-//! transient failure (or a restart) the driver resumes the open round where it stands.
+//! The driver only talks to the chain and to the round loop (through
+//! [`ChainRequest`]s); the loop owns every model. Each step reads the round's state from the
+//! chain first, so after a transient failure (or a restart) the driver resumes the open round
+//! where it stands. [`start`] owns the start-up: connect with the aggregator's key, check that
+//! the task is this aggregator's, open the anchor queue, spawn the driver.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256};
@@ -18,20 +20,22 @@ use flock_chain::schedule::{sleep_until_unix, unix_now, when_open};
 use flock_chain::task::TaskClient;
 use flock_chain::tx::ConfirmOptions;
 use flock_chain::{ChainError, Outcome};
-use flock_model::ModelId;
+use flock_model::{ModelId, Params};
 use flock_protocol::{ClientId, Participant};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use crate::config::ChainSection;
+use crate::config::{ChainSection, Config};
+use crate::mailbox::{Candidate, ChainRequest};
 
 /// How long a call refused as "not yet" (or failing transiently) is retried.
 const PATIENCE: Duration = Duration::from_secs(120);
 /// Pause between two looks at the chain or the connected agents.
 const POLL: Duration = Duration::from_millis(500);
 
-/// Why the driver stopped.
+/// Why the driver stopped (or could not start).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ChainDriveError {
     /// The chain refused or could not answer.
     #[error(transparent)]
@@ -47,6 +51,9 @@ pub enum ChainDriveError {
         /// What does not fit.
         reason: String,
     },
+    /// The config's initial model cannot be built (to compare with the task's).
+    #[error("the config's initial model: {0}")]
+    InitialModel(#[source] flock_model::ModelError),
     /// The round loop has stopped.
     #[error("the round loop has stopped")]
     LoopGone,
@@ -55,37 +62,43 @@ pub enum ChainDriveError {
     Stopped(String),
 }
 
-/// What the driver asks of (or tells) the round loop.
-pub(crate) enum ChainEvent {
-    /// Which agents are connected and ready.
-    Ready(oneshot::Sender<BTreeSet<ClientId>>),
-    /// The roles of `round` are drawn: run SecAgg+ over `proposers` from `prev` and reply with
-    /// the candidate (or `None` if no candidate could be built).
-    Train {
-        round: u64,
-        proposers: Vec<Participant>,
-        prev: ModelId,
-        reply: oneshot::Sender<Option<Candidate>>,
-    },
-    /// `round` is finalised; `accepted` is the chain's last accepted model after it.
-    Finalised {
-        round: u64,
-        outcome: Outcome,
-        accepted: ModelId,
-    },
+/// The chain side of a running aggregator: the driver's task, and what it asks of the loop.
+pub(crate) struct ChainLink {
+    /// The driver; it ends when the task is complete on chain.
+    pub driver: tokio::task::JoinHandle<Result<(), ChainDriveError>>,
+    /// Its requests to the round loop.
+    pub requests: mpsc::UnboundedReceiver<ChainRequest>,
 }
 
-/// A round's candidate model and whose updates are in it.
-#[derive(Clone, Debug)]
-pub(crate) struct Candidate {
-    pub model: ModelId,
-    pub contributors: Vec<ClientId>,
+/// Connects to the task of `section` with the aggregator's key, refuses a task that is not
+/// this aggregator's (see [`check_task`]) and starts the driver.
+pub(crate) async fn start(
+    config: &Config,
+    section: &ChainSection,
+) -> Result<ChainLink, ChainDriveError> {
+    let (client, anchorer) = connect(section).await?;
+    let initial = Params::init(&config.model, config.task.seed)
+        .and_then(|p| flock_model::file::encode(&p))
+        .map_err(ChainDriveError::InitialModel)?
+        .1;
+    check_task(&client, config.task.rounds, initial).await?;
+    info!(task = %client.task_address(), account = %client.address(), "rounds follow the task on chain");
+    let (events, requests) = mpsc::unbounded_channel();
+    let driver = ChainDriver {
+        client,
+        total: config.task.rounds,
+        anchorer,
+        events,
+        start_wait: Duration::from_millis(section.start_wait_ms),
+    };
+    Ok(ChainLink {
+        driver: tokio::spawn(driver.run()),
+        requests,
+    })
 }
 
 /// Connects to the task with the aggregator's key and opens the anchor queue.
-pub(crate) async fn connect(
-    section: &ChainSection,
-) -> Result<(TaskClient, Anchorer), ChainDriveError> {
+async fn connect(section: &ChainSection) -> Result<(TaskClient, Anchorer), ChainDriveError> {
     let key = flock_chain::provider::load_key(&section.key)?;
     let from = key.address();
     let task: Address = section
@@ -117,19 +130,14 @@ pub(crate) async fn connect(
 
 /// Checks that the task on chain is this aggregator's: it is the task's aggregator, the task
 /// has `rounds` rounds and starts from `initial`.
-pub(crate) async fn check_task(
+async fn check_task(
     client: &TaskClient,
     rounds: u64,
     initial: ModelId,
 ) -> Result<(), ChainDriveError> {
     let task = client.task_address();
     let mismatch = |reason: String| Err(ChainDriveError::Mismatch { task, reason });
-    let p = client
-        .contract()
-        .params()
-        .call()
-        .await
-        .map_err(ChainError::from)?;
+    let p = client.params().await?;
     if p.aggregator != client.address() {
         return mismatch(format!(
             "its aggregator is {}, this key's account is {}",
@@ -153,13 +161,13 @@ pub(crate) async fn check_task(
 }
 
 /// Drives the task's rounds until the last is finalised.
-pub(crate) struct ChainDriver {
-    pub client: TaskClient,
+struct ChainDriver {
+    client: TaskClient,
     /// The task's rounds (checked against the config by [`check_task`]).
-    pub total: u64,
-    pub anchorer: Anchorer,
-    pub events: mpsc::UnboundedSender<crate::service::Event>,
-    pub start_wait: Duration,
+    total: u64,
+    anchorer: Anchorer,
+    events: mpsc::UnboundedSender<ChainRequest>,
+    start_wait: Duration,
 }
 
 enum Step {
@@ -169,7 +177,7 @@ enum Step {
 
 impl ChainDriver {
     /// Runs until the task is complete on chain; transient failures are retried.
-    pub(crate) async fn run(self) -> Result<(), ChainDriveError> {
+    async fn run(self) -> Result<(), ChainDriveError> {
         // Anchors left by an earlier process go out first.
         for r in self.anchorer.flush().await? {
             info!(round = r.anchor.round, "queued anchor delivered");
@@ -187,15 +195,15 @@ impl ChainDriver {
         }
     }
 
-    fn tell(&self, event: ChainEvent) -> Result<(), ChainDriveError> {
+    fn tell(&self, event: ChainRequest) -> Result<(), ChainDriveError> {
         self.events
-            .send(crate::service::Event::Chain(event))
+            .send(event)
             .map_err(|_| ChainDriveError::LoopGone)
     }
 
     async fn ask<T>(
         &self,
-        make: impl FnOnce(oneshot::Sender<T>) -> ChainEvent,
+        make: impl FnOnce(oneshot::Sender<T>) -> ChainRequest,
     ) -> Result<T, ChainDriveError> {
         let (tx, rx) = oneshot::channel();
         self.tell(make(tx))?;
@@ -251,22 +259,25 @@ impl ChainDriver {
     /// least the task's minimum connected.
     async fn wait_for_participants(&self) -> Result<(), ChainDriveError> {
         let c = &self.client;
-        let min = usize::from(
-            c.contract()
-                .minParticipants()
-                .call()
-                .await
-                .map_err(ChainError::from)?,
-        );
+        let min = c.min_participants().await?;
         let started = tokio::time::Instant::now();
+        // A participant's registered key does not change while it stays: read each once.
+        let mut keys: BTreeMap<Address, ClientId> = BTreeMap::new();
         loop {
             let staked = c.participants().await?;
             let mut ids = BTreeSet::new();
             for a in &staked {
-                let key = c.identity_of(*a).await?;
-                ids.insert(ClientId::from_identity(&key.0));
+                let id = match keys.get(a) {
+                    Some(id) => *id,
+                    None => {
+                        let id = ClientId::from_identity(&c.identity_of(*a).await?.0);
+                        keys.insert(*a, id);
+                        id
+                    }
+                };
+                ids.insert(id);
             }
-            let ready = self.ask(ChainEvent::Ready).await?;
+            let ready = self.ask(ChainRequest::Ready).await?;
             let connected = ids.intersection(&ready).count();
             if staked.len() >= min
                 && (connected == staked.len()
@@ -292,23 +303,24 @@ impl ChainDriver {
             .collect();
         let (prev, _) = c.last_accepted().await?;
         let view = c.round_info(round).await?;
-        let reply = self.ask(|reply| ChainEvent::Train {
+        let reply = self.ask(|reply| ChainRequest::Train {
             round,
             proposers,
             prev: ModelId(prev.0),
             reply,
         });
         let budget = view.anchorDeadline.saturating_sub(unix_now());
-        let candidate = match tokio::time::timeout(Duration::from_secs(budget), reply).await {
-            Ok(r) => r?,
-            Err(_) => {
-                warn!(
-                    round,
-                    "no candidate before the anchor deadline: the round will be void"
-                );
-                return Ok(());
-            }
-        };
+        let candidate: Option<Candidate> =
+            match tokio::time::timeout(Duration::from_secs(budget), reply).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    warn!(
+                        round,
+                        "no candidate before the anchor deadline: the round will be void"
+                    );
+                    return Ok(());
+                }
+            };
         let Some(candidate) = candidate else {
             warn!(round, "no candidate: the round will be void");
             return Ok(());
@@ -357,7 +369,7 @@ impl ChainDriver {
         let (outcome, score) = c.outcome_of(round).await?;
         let (accepted, _) = c.last_accepted().await?;
         info!(round, ?outcome, %score, model = %accepted, "round finalised");
-        self.tell(ChainEvent::Finalised {
+        self.tell(ChainRequest::Finalised {
             round,
             outcome,
             accepted: ModelId(accepted.0),

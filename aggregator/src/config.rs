@@ -242,6 +242,7 @@ pub struct ServerSection {
 
 /// A config error, naming the key.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
     #[error("{}: {cause}", path.display())]

@@ -153,14 +153,10 @@ async fn round(pki: &Pki, d: usize, secure: bool) -> anyhow::Result<Round> {
     for (id, conn) in &server_side {
         let (id, conn, tx) = (*id, conn.clone(), tx.clone());
         tokio::spawn(async move {
-            while let Ok(stream) = conn.accept_uni().await {
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    if let Ok(msg) = frames::read::<ClientMessage>(stream).await {
-                        let _ = tx.send((id, msg));
-                    }
-                });
-            }
+            let deliver = move |msg: ClientMessage| {
+                let _ = tx.send((id, msg));
+            };
+            frames::read_frames(&conn, deliver, |_| {}).await
         });
     }
     // Clients.
@@ -186,11 +182,18 @@ async fn round(pki: &Pki, d: usize, secure: bool) -> anyhow::Result<Round> {
             let mut client: Option<Client> = None;
             let mut input = Some(q);
             let mut rng = ChaCha20Rng::seed_from_u64(i as u64);
+            let (tx, mut inbox) = mpsc::unbounded_channel::<ServerMessage>();
+            let reader = conn.clone();
+            tokio::spawn(async move {
+                let deliver = move |msg| {
+                    let _ = tx.send(msg);
+                };
+                frames::read_frames(&reader, deliver, |_| {}).await
+            });
             loop {
-                let Ok(stream) = conn.accept_uni().await else {
+                let Some(msg) = inbox.recv().await else {
                     return Ok(cpu);
                 };
-                let msg: ServerMessage = frames::read(stream).await?;
                 match (&mut client, msg) {
                     (_, ServerMessage::Start(c)) => {
                         client = Some(timed(&mut cpu, || {

@@ -63,6 +63,7 @@ pub struct AnchorReceipt {
 
 /// Why an anchor did not land.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AnchorError {
     /// The queue could not be written or read.
     #[error(transparent)]
@@ -199,16 +200,12 @@ impl Anchorer {
             return Ok(r);
         }
         let task = FlTask::new(anchor.task, self.provider.clone());
-        let call = task
-            .anchorCandidate(
-                U256::from(anchor.round),
-                anchor.model_hash,
-                anchor.prev_model_hash,
-                anchor.accuracy_bps,
-                anchor.contributors.clone(),
-            )
-            .from(self.from);
-        let sent = call.send().await.map_err(ChainError::from);
+        let sent = task
+            .call_builder(&anchor.call())
+            .from(self.from)
+            .send()
+            .await
+            .map_err(ChainError::from);
         let hash = match sent {
             Ok(pending) => *pending.tx_hash(),
             Err(ChainError::Reverted(r)) if r.name() == "AlreadyAnchored" => {

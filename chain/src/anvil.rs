@@ -16,6 +16,7 @@ const STDERR_TAIL: usize = 4096;
 
 /// Why anvil could not be found, started or stopped.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AnvilError {
     /// No anvil binary in any of the places looked at.
     #[error(

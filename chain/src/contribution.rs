@@ -16,6 +16,7 @@ use crate::task::TaskClient;
 
 /// Why a contribution could not be proved.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ContributionError {
     /// Reading the chain failed.
     #[error(transparent)]

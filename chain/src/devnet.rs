@@ -23,6 +23,7 @@ const ETH_PER_ACCOUNT: U256 = U256::from_limbs([0x19e0_c9ba_b240_0000, 0x21e, 0,
 
 /// Why the devnet could not be set up or driven.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DevnetError {
     /// anvil could not be found or started.
     #[error(transparent)]
@@ -162,18 +163,13 @@ impl Devnet {
         let signer = self
             .signer(i)
             .ok_or_else(|| DevnetError::Invalid(format!("no devnet account {i}")))?;
-        let io = |e: std::io::Error| DevnetError::Invalid(format!("{}: {e}", path.display()));
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
+        let failed = |e: flock_durable::DurableError| DevnetError::Invalid(e.to_string());
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            flock_durable::create_dir_all(dir, flock_durable::Access::Private).map_err(failed)?;
         }
         let text = format!("{}\n", alloy::hex::encode(signer.to_bytes()));
-        std::fs::write(path, text).map_err(io)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
-        }
-        Ok(())
+        // Mode 0600 from the moment the file exists: a key is never readable by others.
+        flock_durable::write(path, flock_durable::Access::Private, text.as_bytes()).map_err(failed)
     }
 
     /// FlockToken's address.

@@ -63,12 +63,7 @@ pub async fn play_round(
     let first = members
         .first()
         .ok_or_else(|| DevnetError::Invalid("a round needs members".into()))?;
-    let params = first
-        .contract()
-        .params()
-        .call()
-        .await
-        .map_err(crate::ChainError::from)?;
+    let params = first.params().await?;
     let mut gas: BTreeMap<&'static str, Vec<u64>> = BTreeMap::new();
     let mut log = |name: &'static str, g: u64| gas.entry(name).or_default().push(g);
 

@@ -127,6 +127,7 @@ fn show_value(v: &DynSolValue) -> String {
 
 /// What went wrong talking to the chain.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ChainError {
     /// The contract refused the call (simulation or estimation reverted).
     #[error("contract refused: {0}")]

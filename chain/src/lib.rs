@@ -1,14 +1,18 @@
 //! flock-edge's chain client: alloy bindings of the FL Alliance contracts (`chain/contracts`,
-//! compiled into `fixtures/contracts`), a local anvil devnet for tests and demos, a typed client
+//! compiled into `fixtures/contracts`), a local anvil devnet for tests and demos (feature
+//! `devnet`: `anvil`, `devnet`, `drive`), a typed client
 //! of one task for one signer (with a round's roster: every member's address, ed25519 identity
 //! key, `ClientId`, role and stake), the contributors Merkle tree, and the aggregator's durable
 //! anchor queue, a task's status for operators, and the helpers services use to follow a
 //! round's windows.
 pub mod anchor;
+#[cfg(feature = "devnet")]
 pub mod anvil;
 pub mod contracts;
 pub mod contribution;
+#[cfg(feature = "devnet")]
 pub mod devnet;
+#[cfg(feature = "devnet")]
 pub mod drive;
 pub mod error;
 pub mod identity;

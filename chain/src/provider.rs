@@ -1,6 +1,7 @@
 //! Connecting to a node: an HTTP(S) provider that signs with local keys, fills gas, the nonce
 //! (asked from the node every time, so a failed send never leaves a gap) and the chain id.
-//! HTTPS uses rustls with ring, installed as the process's default provider if none is.
+//! HTTPS uses flock-transport's TLS client configuration (its one crypto provider, the
+//! platform's trust store); nothing process-wide is installed.
 
 use std::time::Duration;
 
@@ -25,12 +26,11 @@ pub fn connect(
         .parse()
         .map_err(|e| ChainError::Endpoint(format!("{url}: {e}")))?;
     // reqwest is built without a crypto provider of its own (its `rustls` feature would pull
-    // aws-lc-rs): make ring the process default unless someone already chose one.
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // Err only means another thread installed one first: fine either way.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
+    // aws-lc-rs): it gets a complete TLS configuration instead.
+    let tls = flock_transport::tls::https_client_config()
+        .map_err(|e| ChainError::Endpoint(format!("TLS for {url}: {e}")))?;
     let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
         .timeout(request_timeout)
         .connect_timeout(request_timeout.min(Duration::from_secs(5)))
         .build()

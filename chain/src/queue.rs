@@ -1,13 +1,16 @@
-//! The anchor queue on disk: one JSON file per pending anchor in a directory, written
-//! atomically (temporary file, fsync, rename, fsync of the directory) so that a crash leaves
+//! The anchor queue on disk: one JSON file per pending anchor in a directory, written durably
+//! (flock-durable: temporary file, fsync, rename, fsync of the directory) so that a crash leaves
 //! either the old state or the new one; anchors refused for good are moved to `rejected/` with
 //! the reason next to them.
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
-use alloy::primitives::{Address, B256};
+use flock_durable::{Access, DurableError};
+
+use crate::contracts::FlTask;
+
+use alloy::primitives::{Address, B256, U256};
 use serde::{Deserialize, Serialize};
 
 /// A candidate to anchor: `FlTask.anchorCandidate(round, model_hash, prev_model_hash,
@@ -28,8 +31,24 @@ pub struct Anchor {
     pub contributors: Vec<Address>,
 }
 
+impl Anchor {
+    /// The `anchorCandidate` call that puts this anchor on chain: the one place its arguments
+    /// are laid out (the [`crate::anchor::Anchorer`] and
+    /// [`crate::task::TaskClient::anchor_candidate`] both send it).
+    pub fn call(&self) -> FlTask::anchorCandidateCall {
+        FlTask::anchorCandidateCall {
+            round: U256::from(self.round),
+            modelHash: self.model_hash,
+            prevModelHash: self.prev_model_hash,
+            accuracyBps: self.accuracy_bps,
+            contributors: self.contributors.clone(),
+        }
+    }
+}
+
 /// Why the queue could not be read or written.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum QueueError {
     /// A file operation failed.
     #[error("anchor queue {path}: {source}")]
@@ -65,17 +84,13 @@ pub struct AnchorQueue {
 }
 
 impl AnchorQueue {
-    /// Opens (creating it if needed) the queue in `dir`; removes leftover temporary files.
+    /// Opens (creating it if needed) the queue in `dir`; removes the temporary files a crash
+    /// left.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, QueueError> {
         let dir = dir.into();
-        fs::create_dir_all(&dir).map_err(|source| io(&dir, source))?;
-        let q = Self { dir };
-        for entry in q.entries()? {
-            if entry.extension().is_some_and(|e| e == "tmp") {
-                fs::remove_file(&entry).map_err(|source| io(&entry, source))?;
-            }
-        }
-        Ok(q)
+        flock_durable::create_dir_all(&dir, Access::Shared).map_err(durable)?;
+        flock_durable::sweep(&dir).map_err(durable)?;
+        Ok(Self { dir })
     }
 
     /// The queue's directory.
@@ -100,7 +115,7 @@ impl AnchorQueue {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        write_atomically(&self.dir, &path, &json)?;
+        flock_durable::write(&path, Access::Shared, &json).map_err(durable)?;
         Ok(path)
     }
 
@@ -118,25 +133,23 @@ impl AnchorQueue {
 
     /// Removes `anchor` once it is confirmed on chain.
     pub fn remove(&self, anchor: &Anchor) -> Result<(), QueueError> {
-        let path = self.path_of(anchor);
-        match fs::remove_file(&path) {
-            Ok(()) => sync_dir(&self.dir),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(io(&path, source)),
-        }
+        flock_durable::remove(&self.path_of(anchor)).map_err(durable)
     }
 
     /// Moves `anchor` to `rejected/`, with `reason` in a `.reason` file beside it.
     pub fn reject(&self, anchor: &Anchor, reason: &str) -> Result<(), QueueError> {
         let from = self.path_of(anchor);
         let dir = self.dir.join("rejected");
-        fs::create_dir_all(&dir).map_err(|source| io(&dir, source))?;
+        flock_durable::create_dir_all(&dir, Access::Shared).map_err(durable)?;
         let name = from.file_name().map(PathBuf::from).unwrap_or_default();
         let to = dir.join(&name);
-        write_atomically(&dir, &to.with_extension("reason"), reason.as_bytes())?;
-        fs::rename(&from, &to).map_err(|source| io(&from, source))?;
-        sync_dir(&dir)?;
-        sync_dir(&self.dir)
+        flock_durable::write(
+            &to.with_extension("reason"),
+            Access::Shared,
+            reason.as_bytes(),
+        )
+        .map_err(durable)?;
+        flock_durable::rename(&from, &to).map_err(durable)
     }
 
     fn path_of(&self, a: &Anchor) -> PathBuf {
@@ -166,20 +179,11 @@ impl AnchorQueue {
     }
 }
 
-fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), QueueError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).map_err(|source| io(&tmp, source))?;
-    f.write_all(bytes).map_err(|source| io(&tmp, source))?;
-    f.sync_all().map_err(|source| io(&tmp, source))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(|source| io(path, source))?;
-    sync_dir(dir)
-}
-
-fn sync_dir(dir: &Path) -> Result<(), QueueError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| io(dir, source))
+fn durable(e: DurableError) -> QueueError {
+    QueueError::Io {
+        path: e.path,
+        source: e.cause,
+    }
 }
 
 fn io(path: &Path, source: std::io::Error) -> QueueError {
@@ -221,9 +225,11 @@ mod tests {
             q.push(&anchor(1, 8)),
             Err(QueueError::Conflict { round: 1, .. })
         ));
-        fs::write(dir.join("leftover.tmp"), b"half")?;
+        // What a crash in the middle of a write leaves: swept when the queue is opened.
+        let leftover = dir.join(".0x0707070707070707070707070707070707070707-round-3.json.Ab12Cd");
+        fs::write(&leftover, b"half")?;
         let q = AnchorQueue::open(&dir)?;
-        assert!(!dir.join("leftover.tmp").exists());
+        assert!(!leftover.exists());
         assert_eq!(q.pending()?, vec![anchor(1, 9), anchor(2, 9)]);
         q.remove(&anchor(1, 9))?;
         q.reject(&anchor(2, 9), "NotAggregator")?;

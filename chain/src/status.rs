@@ -51,7 +51,7 @@ pub struct RoundStatus {
 impl TaskStatus {
     /// Reads everything through `client` (any sender address; nothing is sent).
     pub async fn read(client: &TaskClient) -> Result<Self, ChainError> {
-        let params = client.contract().params().call().await?;
+        let params = client.params().await?;
         let round = client.current_round().await?;
         let current = if round == 0 {
             None

@@ -14,6 +14,7 @@ use alloy::sol_types::{SolCall, SolValue};
 use crate::contracts::{FlTask, FlockToken};
 use crate::error::ChainError;
 use crate::identity::{IdentityKey, client_id};
+use crate::queue::Anchor;
 use crate::roles::{Outcome, Phase, Role};
 use crate::tx::{self, ConfirmOptions, Confirmation};
 
@@ -60,6 +61,27 @@ pub struct Candidate {
     pub accuracy_bps: u32,
     /// Number of contributors.
     pub contributor_count: u16,
+}
+
+/// One member's seat in a round (`seatOf`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seat {
+    /// Its role ([`Role::None`] until the roles are drawn).
+    pub role: Role,
+    /// It committed a beacon share.
+    pub beacon_committed: bool,
+    /// It revealed that share.
+    pub beacon_revealed: bool,
+    /// It committed a vote (voters).
+    pub vote_committed: bool,
+    /// It revealed that vote.
+    pub vote_revealed: bool,
+    /// The revealed vote: accept the candidate?
+    pub accept: bool,
+    /// The accuracy it revealed, basis points.
+    pub accuracy_bps: u32,
+    /// Its update is in the anchored candidate (proposers).
+    pub contributed: bool,
 }
 
 /// The receipts of `join`: the token approval, then the join itself.
@@ -181,9 +203,44 @@ impl TaskClient {
         &self.provider
     }
 
-    /// The binding, for calls this client does not wrap.
-    pub fn contract(&self) -> &FlTask::FlTaskInstance<DynProvider> {
-        &self.task
+    /// The task's immutable parameters (`params()`).
+    pub async fn params(&self) -> Result<FlTask::TaskParams, ChainError> {
+        Ok(self.task.params().call().await?)
+    }
+
+    /// The number of rounds the task runs.
+    pub async fn total_rounds(&self) -> Result<u64, ChainError> {
+        Ok(u64::from(self.task.totalRounds().call().await?))
+    }
+
+    /// Participants needed to start a round.
+    pub async fn min_participants(&self) -> Result<usize, ChainError> {
+        Ok(usize::from(self.task.minParticipants().call().await?))
+    }
+
+    /// The smallest stake `join` takes (token wei).
+    pub async fn min_stake(&self) -> Result<U256, ChainError> {
+        Ok(self.task.minStake().call().await?)
+    }
+
+    /// Whether `who` is a member of `round` (staked before it started and still active).
+    pub async fn is_member(&self, round: u64, who: Address) -> Result<bool, ChainError> {
+        Ok(self.task.isMember(U256::from(round), who).call().await?)
+    }
+
+    /// `who`'s seat in `round`.
+    pub async fn seat_of(&self, round: u64, who: Address) -> Result<Seat, ChainError> {
+        let s = self.task.seatOf(U256::from(round), who).call().await?;
+        Ok(Seat {
+            role: Role::from_u8(s.role).ok_or_else(|| bad("seatOf"))?,
+            beacon_committed: s.beaconCommitted,
+            beacon_revealed: s.beaconRevealed,
+            vote_committed: s.voteCommitted,
+            vote_revealed: s.voteRevealed,
+            accept: s.accept,
+            accuracy_bps: s.accuracyBps,
+            contributed: s.contributed,
+        })
     }
 
     /// Approves the task for `stake` and joins with it, registering `identity` (this
@@ -254,7 +311,8 @@ impl TaskClient {
         tx::send(call, &self.provider, &self.confirm).await
     }
 
-    /// Anchors the candidate of `round` (aggregator only). `contributors` must be strictly
+    /// Anchors the candidate of `round` once, without a queue or retries (aggregator only;
+    /// a service anchors through [`crate::anchor::Anchorer`]). `contributors` must be strictly
     /// ascending (see [`crate::merkle::sorted_contributors`]).
     pub async fn anchor_candidate(
         &self,
@@ -264,16 +322,15 @@ impl TaskClient {
         accuracy_bps: u32,
         contributors: &[Address],
     ) -> Result<Confirmation, ChainError> {
-        let call = self
-            .task
-            .anchorCandidate(
-                U256::from(round),
-                model_hash,
-                prev_model_hash,
-                accuracy_bps,
-                contributors.to_vec(),
-            )
-            .from(self.from);
+        let anchor = Anchor {
+            task: self.task_address(),
+            round,
+            model_hash,
+            prev_model_hash,
+            accuracy_bps,
+            contributors: contributors.to_vec(),
+        };
+        let call = self.task.call_builder(&anchor.call()).from(self.from);
         tx::send(call, &self.provider, &self.confirm).await
     }
 
@@ -361,6 +418,16 @@ impl TaskClient {
     /// Stake of `who` (0 if not a participant).
     pub async fn stake_of(&self, who: Address) -> Result<U256, ChainError> {
         Ok(self.task.stakeOf(who).call().await?)
+    }
+
+    /// Stake of `who` as of `block` (the node must keep that block's state).
+    pub async fn stake_of_at(&self, who: Address, block: u64) -> Result<U256, ChainError> {
+        Ok(self
+            .task
+            .stakeOf(who)
+            .block(BlockId::number(block))
+            .call()
+            .await?)
     }
 
     /// `participantInfo(who)`: active, stake, strikes, first round as a member.

@@ -127,7 +127,7 @@ async fn the_roster_matches_the_roles_on_chain() -> anyhow::Result<()> {
     assert_eq!(s.aggregator.participants().await?.len(), n + 1);
 
     // Play up to the training window (the round already started: commit, reveal, draw).
-    let params = s.aggregator.contract().params().call().await?;
+    let params = s.aggregator.params().await?;
     let mut secrets = Vec::new();
     for m in &s.members {
         let secret = s.devnet.random()?;

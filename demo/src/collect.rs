@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
-use alloy::eips::{BlockId, BlockNumberOrTag};
+use alloy::eips::BlockNumberOrTag;
 use alloy::primitives::utils::format_units;
 use alloy::primitives::{Address, B256, TxHash, U256};
 use alloy::providers::Provider;
@@ -120,10 +120,10 @@ pub(crate) async fn build(src: &Sources<'_>, settings: Settings) -> anyhow::Resu
             agent.proposer_rounds += u64::from(record.proposers.contains(&agent.name));
             agent.voter_rounds += u64::from(record.voters.contains(&agent.name));
             let stake = match events.finalised.get(&r) {
-                Some(f) => chain.contract().stakeOf(*a).block(BlockId::number(f.block)),
-                None => chain.contract().stakeOf(*a),
+                Some(f) => chain.stake_of_at(*a, f.block).await?,
+                None => chain.stake_of(*a).await?,
             };
-            agent.stake_per_round.push(flock(stake.call().await?));
+            agent.stake_per_round.push(flock(stake));
         }
         rounds.push(record);
     }
@@ -175,13 +175,11 @@ async fn round_record(
             Role::Voter => {
                 voters.push(name.clone());
                 let seat = chain
-                    .contract()
-                    .seatOf(U256::from(r), *a)
-                    .call()
+                    .seat_of(r, *a)
                     .await
                     .with_context(|| format!("seatOf({r}, {a})"))?;
-                if seat.voteRevealed {
-                    voter_accuracy.insert(name.clone(), f64::from(seat.accuracyBps) / 10_000.0);
+                if seat.vote_revealed {
+                    voter_accuracy.insert(name.clone(), f64::from(seat.accuracy_bps) / 10_000.0);
                 }
             }
             Role::None => {}

@@ -184,7 +184,7 @@ mod tests {
 
     #[test]
     fn notable_lines_lose_their_prefix() {
-        let line = "2026-01-01T00:00:00.000000Z  INFO flock_agent::service::chain: role drawn \
+        let line = "2026-01-01T00:00:00.000000Z  INFO flock_agent::service::chain::follower: role drawn \
                     round=2 role=Proposer phase=\"roles\"\n";
         assert_eq!(
             notable(line).as_deref(),

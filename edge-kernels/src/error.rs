@@ -2,6 +2,7 @@
 
 /// Why a kernel refused its input. Each variant names the offending value.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum KernelError {
     /// Two vectors that must have the same length do not.
     #[error("length mismatch: {what} has {actual} elements, expected {expected}")]

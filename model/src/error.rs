@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 /// What went wrong with a model spec, a parameter vector or a model file.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ModelError {
     /// The architecture cannot be built (a zero-sized layer, too few classes, …).
     #[error("invalid model spec: {0}")]

@@ -3,9 +3,9 @@
 //! FedAvg (McMahan et al., 2017): `w' = w + η · Σ_k n_k Δ_k / Σ_k n_k`, with `Δ_k` client k's
 //! update (`w_k − w`), `n_k` its number of training samples and `η` the server learning rate
 //! (1 for plain FedAvg). Sums run in f64 so that the result does not depend on client order
-//! beyond f64 rounding. This is the sum in the clear; under SecAgg+ the aggregator receives
-//! `Σ_k n_k Δ_k` (quantised) and `Σ_k n_k` from the protocol instead and finishes with
-//! [`apply_mean`].
+//! beyond f64 rounding. This is the sum in the clear (simulations, `train-local`'s in-process
+//! federation); under SecAgg+ the aggregator receives the sum of weighted vectors instead and
+//! decodes it with [`crate::contribution::decode`].
 
 use crate::{ModelError, Params};
 
@@ -51,16 +51,7 @@ pub fn weighted_mean(updates: &[ClientUpdate]) -> Result<Vec<f32>, ModelError> {
     Ok(sum.into_iter().map(|s| (s / total) as f32).collect())
 }
 
-/// The next global model: `global + server_lr · mean_delta`.
-pub fn apply_mean(
-    global: &Params,
-    mean_delta: &[f32],
-    server_lr: f32,
-) -> Result<Params, ModelError> {
-    global.with_update(mean_delta, server_lr)
-}
-
-/// One FedAvg step in the clear: [`weighted_mean`] then [`apply_mean`] with `η = 1`.
+/// One FedAvg step in the clear: `global + weighted_mean(updates)` (`η = 1`).
 pub fn fedavg(global: &Params, updates: &[ClientUpdate]) -> Result<Params, ModelError> {
-    apply_mean(global, &weighted_mean(updates)?, 1.0)
+    global.with_update(&weighted_mean(updates)?, 1.0)
 }

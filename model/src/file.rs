@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -155,36 +154,21 @@ pub fn decode(bytes: &[u8], origin: &Path) -> Result<Params, ModelError> {
     Params::new(spec, values)
 }
 
-/// Writes `params` to `path` atomically (temporary file in the same directory, fsync, rename)
-/// and returns the model's id.
+/// Writes `params` to `path` durably (flock-durable: temporary file, fsync, rename, fsync of
+/// the directory) and returns the model's id.
 pub fn save(path: &Path, params: &Params) -> Result<ModelId, ModelError> {
     let (bytes, id) = encode(params)?;
-    let io = |cause| ModelError::Io {
-        path: path.to_path_buf(),
-        cause,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let file_name = path
-        .file_name()
-        .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        // The rename is durable once the directory entry is.
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        // Best effort: the temporary file is ours and useless now.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io)?;
+    save_bytes(path, &bytes)?;
     Ok(id)
+}
+
+/// Writes a model file's `bytes` to `path` durably (they were checked or encoded by the
+/// caller).
+pub fn save_bytes(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
+    flock_durable::write(path, flock_durable::Access::Shared, bytes).map_err(|e| ModelError::Io {
+        path: e.path,
+        cause: e.cause,
+    })
 }
 
 /// Reads a model file, returning its parameters and id.

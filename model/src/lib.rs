@@ -8,13 +8,16 @@
 //!   model from a seed, the same on every machine.
 //! - [`mod@file`]: safetensors on disk; the SHA-256 of the file's bytes is the model's
 //!   [`ModelId`], which the chain anchors and agents check.
-//! - [`fedavg`]: the sample-weighted mean of updates and its application to the global model.
+//! - [`fedavg`]: the sample-weighted mean of updates in the clear and one FedAvg step.
+//! - [`contribution`]: the weighted vector `[w·Δ, w·C]` an agent contributes to a secure round
+//!   and the FedAvg update the aggregator decodes from the mean of those vectors.
 //! - [`metrics`]: loss, accuracy, per-class F1 from predictions.
 //! - [`task`]: what a task tells its agents: local training settings, feature scaling.
 //!
 //! The trainer that turns a [`Params`] into a burn module lives in the agent; this crate is what
 //! the aggregator needs as well, so it stays free of burn.
 
+pub mod contribution;
 mod error;
 pub mod fedavg;
 pub mod file;

@@ -89,6 +89,7 @@ pub struct RoundConfig {
 
 /// Why a configuration is refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// Participants are missing, duplicated or unsorted.
     #[error("participants: {0}")]

@@ -11,6 +11,7 @@ use rand_core::{Rng, SeedableRng};
 
 /// Why a graph cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum GraphError {
     /// `k` must be below `n`.
     #[error("degree {degree} needs more than {clients} clients")]

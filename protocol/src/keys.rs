@@ -40,6 +40,7 @@ const SHARE_SALT: &[u8] = b"flock/secagg+/v1/share-key";
 
 /// Why a key operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyError {
     /// The advert's signature does not verify under the sender's identity key.
     #[error("bad signature on the key advert of client {0}")]

@@ -73,6 +73,7 @@ pub struct GraphParams {
 
 /// Why parameters could not be derived or were refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ParamError {
     /// The threat model is out of range.
     #[error("threat model out of range: {0}")]

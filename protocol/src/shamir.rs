@@ -37,6 +37,7 @@ impl std::fmt::Debug for Share {
 
 /// Why a secret could not be rebuilt.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ShamirError {
     /// Fewer shares than the threshold.
     #[error("{have} shares, {need} needed")]

@@ -19,6 +19,7 @@ use crate::{
 
 /// Why a simulated round could not be run.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SimError {
     /// The protocol refused a step of the script (configuration, client, server).
     #[error("{0}")]

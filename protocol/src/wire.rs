@@ -134,6 +134,7 @@ pub struct UnmaskResponse {
 
 /// Why a frame was refused. Every variant names what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FrameError {
     /// The length prefix announces more than the limit.
     #[error("frame of {len} bytes exceeds the limit of {max} bytes")]

@@ -275,13 +275,8 @@ async fn the_aggregator_refuses_a_task_on_chain_that_is_not_its_own() {
 async fn seat_in_round_1(
     chain: &flock_chain::task::TaskClient,
     who: Address,
-) -> flock_chain::contracts::FlTask::seatOfReturn {
-    chain
-        .contract()
-        .seatOf(U256::from(1u8), who)
-        .call()
-        .await
-        .unwrap()
+) -> flock_chain::task::Seat {
+    chain.seat_of(1, who).await.unwrap()
 }
 
 /// An agent stopped right after committing its beacon share, and started again, reveals the
@@ -318,7 +313,7 @@ async fn an_agent_restarted_between_commit_and_reveal_still_reveals() {
     let deadline = tokio::time::Instant::now() + timeout();
     loop {
         let seat = seat_in_round_1(&chain, me).await;
-        if seat.beaconCommitted {
+        if seat.beacon_committed {
             break;
         }
         assert!(
@@ -341,7 +336,7 @@ async fn an_agent_restarted_between_commit_and_reveal_still_reveals() {
     assert_eq!(report.rounds.len(), 1);
     let seat = seat_in_round_1(&chain, me).await;
     assert!(
-        seat.beaconRevealed,
+        seat.beacon_revealed,
         "the restarted agent revealed its kept share"
     );
     for i in 0..fed.agents {

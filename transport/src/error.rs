@@ -6,6 +6,7 @@ use flock_protocol::wire::FrameError;
 
 /// What went wrong on the wire or with the credentials.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TransportError {
     /// A certificate, key or CRL file could not be read or parsed.
     #[error("{}: {reason}", path.display())]

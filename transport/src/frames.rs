@@ -2,9 +2,14 @@
 //! (length prefix, version, postcard body) and finishes it; the receiver reads at most one
 //! frame's worth of bytes and decodes. A stream that is too long, truncated or undecodable is
 //! stopped with an application error code and reported; the connection stays up.
+//!
+//! [`read_frames`] is the one reader every service uses: it accepts a connection's streams,
+//! reads them concurrently, and hands each decoded message on, until the connection ends.
+//! [`wire::decode`] alone judges whether a frame is valid.
 
 use flock_protocol::wire::{self, HEADER_BYTES, MAX_FRAME_BYTES, WireMessage};
 use quinn::{Connection, RecvStream, VarInt};
+use tokio::task::JoinSet;
 
 use crate::TransportError;
 use crate::error::from_connection_error;
@@ -71,21 +76,40 @@ pub async fn read<M: WireMessage>(mut stream: RecvStream) -> Result<M, Transport
         }
         Err(e) => return Err(TransportError::Connection(e.to_string())),
     };
-    let decoded = match wire::frame_len(&bytes) {
-        Ok(Some(len)) if len == bytes.len() => wire::decode(&bytes),
-        Ok(Some(len)) if len < bytes.len() => Err(wire::FrameError::Trailing(bytes.len() - len)),
-        Ok(Some(len)) => Err(wire::FrameError::Truncated {
-            expected: len,
-            available: bytes.len(),
-        }),
-        Ok(None) => Err(wire::FrameError::Truncated {
-            expected: HEADER_BYTES,
-            available: bytes.len(),
-        }),
-        Err(e) => Err(e),
-    };
-    decoded.map_err(|e| {
+    wire::decode(&bytes).map_err(|e| {
         let _ = stream.stop(VarInt::from_u32(STOP_BAD_FRAME));
         TransportError::Frame(e)
     })
+}
+
+/// Reads every frame the peer sends on `conn`, each stream in a task of its own (streams
+/// overtake each other, as QUIC lets them), and passes each decoded message to `deliver`; a
+/// stream that does not carry exactly one valid frame is stopped and its error passed to
+/// `refused`. Returns when the connection ends, with the reason, after every stream accepted
+/// before the end has been delivered (a message that arrived before a peer vanished counts).
+pub async fn read_frames<M, D, R>(conn: &Connection, deliver: D, refused: R) -> TransportError
+where
+    M: WireMessage + Send + 'static,
+    D: Fn(M) + Clone + Send + 'static,
+    R: Fn(TransportError) + Clone + Send + 'static,
+{
+    let mut reads = JoinSet::new();
+    loop {
+        let stream = match conn.accept_uni().await {
+            Ok(s) => s,
+            Err(e) => {
+                while reads.join_next().await.is_some() {}
+                return lost(&e);
+            }
+        };
+        let (deliver, refused) = (deliver.clone(), refused.clone());
+        reads.spawn(async move {
+            match read::<M>(stream).await {
+                Ok(msg) => deliver(msg),
+                Err(e) => refused(e),
+            }
+        });
+        // Reap finished reads so the set does not grow over a long connection.
+        while reads.try_join_next().is_some() {}
+    }
 }

@@ -8,7 +8,9 @@
 //!   and checked against the CA and its CRL).
 //! - [`endpoint`]: quinn endpoints with those configurations, idle timeout and keep-alive.
 //! - [`frames`]: one protocol frame per unidirectional stream, size-limited before anything is
-//!   buffered.
+//!   buffered, and the one reader of a connection's streams ([`frames::read_frames`]).
+//! - [`revocation`]: a server endpoint that reloads the CA's revocation list when its file
+//!   changes, without a restart.
 //! - [`shutdown_signal`]: SIGTERM or Ctrl-C, for both services.
 //! - [`TransportError`]: what went wrong, in words an operator can act on; a client whose
 //!   certificate is refused learns it on its first stream operation (TLS 1.3 finishes the
@@ -19,6 +21,7 @@ pub mod endpoint;
 mod error;
 pub mod frames;
 pub mod pki;
+pub mod revocation;
 mod signal;
 pub mod tls;
 

@@ -11,7 +11,6 @@
 //! identity, the same key that signs its SecAgg+ key adverts, so the identity is bound to the
 //! certificate by construction.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -20,6 +19,8 @@ use rcgen::{
     RevocationReason, RevokedCertParams, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
+
+use flock_durable::Access;
 
 use crate::TransportError;
 
@@ -90,24 +91,27 @@ fn ca_err(e: impl std::fmt::Display) -> TransportError {
     TransportError::Ca(e.to_string())
 }
 
-/// Writes `bytes` to `path` through a temporary file, fsync and rename; `secret` files get
-/// mode 0600.
+/// Writes `bytes` to `path` durably (flock-durable); `secret` files are created with mode
+/// 0600.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> Result<(), TransportError> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    if secret {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+    let access = if secret {
+        Access::Private
+    } else {
+        Access::Shared
+    };
+    flock_durable::write(path, access, bytes).map_err(durable_err)
+}
+
+/// Creates `dir` (mode 0700: it holds private keys) and its missing parents.
+fn create_private_dir(dir: &Path) -> Result<(), TransportError> {
+    flock_durable::create_dir_all(dir, Access::Private).map_err(durable_err)
+}
+
+fn durable_err(e: flock_durable::DurableError) -> TransportError {
+    TransportError::Io {
+        context: format!("{} {}", e.step, e.path.display()),
+        cause: e.cause,
     }
-    #[cfg(not(unix))]
-    let _ = secret;
-    let context = format!("writing {}", path.display());
-    let mut f = options.open(&tmp).map_err(io(context.clone()))?;
-    f.write_all(bytes).map_err(io(context.clone()))?;
-    f.sync_all().map_err(io(context.clone()))?;
-    std::fs::rename(&tmp, path).map_err(io(context))
 }
 
 fn random_serial() -> Result<SerialNumber, TransportError> {
@@ -118,8 +122,7 @@ fn random_serial() -> Result<SerialNumber, TransportError> {
 }
 
 fn getrandom(buf: &mut [u8]) -> Result<(), TransportError> {
-    use rustls::crypto::ring::default_provider;
-    default_provider()
+    crate::tls::crypto_provider()
         .secure_random
         .fill(buf)
         .map_err(|_| TransportError::Ca("no system randomness".into()))
@@ -135,7 +138,7 @@ impl Ca {
                 cert_path.display()
             )));
         }
-        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        create_private_dir(dir)?;
         let key = KeyPair::generate_for(&PKCS_ED25519).map_err(ca_err)?;
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(ca_err)?;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -238,7 +241,7 @@ impl Ca {
         let serial = random_serial()?;
         params.serial_number = Some(serial.clone());
         let cert = params.signed_by(&key, &self.issuer).map_err(ca_err)?;
-        std::fs::create_dir_all(out).map_err(io(format!("creating {}", out.display())))?;
+        create_private_dir(out)?;
         let issued = Issued {
             cert: out.join(format!("{name}.pem")),
             key: out.join(format!("{name}.key")),

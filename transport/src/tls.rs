@@ -1,6 +1,11 @@
 //! rustls configurations: TLS 1.3 only, the `ring` provider, ALPN `flock/1`, the federation's
 //! CA as the only root on both sides, client certificates required and checked against the
 //! CA's revocation list.
+//!
+//! This module is the one place the workspace chooses its crypto provider
+//! ([`crypto_provider`]): the QUIC configurations here and the HTTPS clients of the chain node
+//! and the object store ([`https_client_config`]) all take it explicitly, and no library
+//! installs a process-wide default.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -93,8 +98,28 @@ impl Trust {
     }
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+/// The crypto provider of every TLS connection flock-edge makes: ring (it cross-compiles to
+/// aarch64 and armv7 with the Debian toolchains; aws-lc-rs needs cmake and a C toolchain per
+/// target).
+pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// TLS for the HTTPS clients (a chain node's JSON-RPC endpoint, an S3 endpoint): TLS 1.3 with
+/// [`crypto_provider`], servers checked against the platform's trust store
+/// (rustls-platform-verifier). Hand it to reqwest with
+/// `ClientBuilder::tls_backend_preconfigured`.
+pub fn https_client_config() -> Result<ClientConfig, TransportError> {
+    let config_err = |e: &dyn std::fmt::Display| TransportError::Config(e.to_string());
+    let verifier =
+        rustls_platform_verifier::Verifier::new(crypto_provider()).map_err(|e| config_err(&e))?;
+    let config = ClientConfig::builder_with_provider(crypto_provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| config_err(&e))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Ok(config)
 }
 
 /// The aggregator's TLS configuration: its certificate, client certificates required,
@@ -104,11 +129,12 @@ pub fn server_config(
     trust: &Trust,
 ) -> Result<Arc<ServerConfig>, TransportError> {
     let config_err = |e: &dyn std::fmt::Display| TransportError::Config(e.to_string());
-    let verifier = WebPkiClientVerifier::builder_with_provider(trust.roots.clone(), provider())
-        .with_crls(trust.crls.clone())
-        .build()
-        .map_err(|e| config_err(&e))?;
-    let mut config = ServerConfig::builder_with_provider(provider())
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(trust.roots.clone(), crypto_provider())
+            .with_crls(trust.crls.clone())
+            .build()
+            .map_err(|e| config_err(&e))?;
+    let mut config = ServerConfig::builder_with_provider(crypto_provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| config_err(&e))?
         .with_client_cert_verifier(verifier)
@@ -125,7 +151,7 @@ pub fn client_config(
     trust: &Trust,
 ) -> Result<Arc<ClientConfig>, TransportError> {
     let config_err = |e: &dyn std::fmt::Display| TransportError::Config(e.to_string());
-    let mut config = ClientConfig::builder_with_provider(provider())
+    let mut config = ClientConfig::builder_with_provider(crypto_provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| config_err(&e))?
         .with_root_certificates(trust.roots.clone())

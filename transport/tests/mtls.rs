@@ -11,6 +11,7 @@ use flock_protocol::ClientId;
 use flock_protocol::wire::{ClientMessage, KeyAdvert, MAX_FRAME_BYTES, ServerMessage};
 use flock_transport::endpoint::{self, Settings};
 use flock_transport::pki::{Ca, CertKind, Validity};
+use flock_transport::revocation::RevocationWatch;
 use flock_transport::tls::{Credentials, Trust, client_config, server_config};
 use flock_transport::{TransportError, frames};
 use quinn::Endpoint;
@@ -89,23 +90,26 @@ fn serve(ep: Endpoint, errors: tokio::sync::mpsc::UnboundedSender<String>) {
                         return;
                     }
                 };
-                loop {
-                    let stream = match conn.accept_uni().await {
-                        Ok(s) => s,
-                        Err(_) => return,
-                    };
-                    match frames::read::<ClientMessage>(stream).await {
-                        Ok(ClientMessage::Advert(a)) => {
-                            frames::send(&conn, &ServerMessage::Finished(vec![a.client]))
-                                .await
-                                .unwrap();
-                        }
-                        Ok(other) => panic!("unexpected {other:?}"),
-                        Err(e) => {
-                            let _ = errors.send(e.to_string());
-                        }
+                let answer = {
+                    let conn = conn.clone();
+                    move |msg: ClientMessage| {
+                        let conn = conn.clone();
+                        tokio::spawn(async move {
+                            match msg {
+                                ClientMessage::Advert(a) => {
+                                    frames::send(&conn, &ServerMessage::Finished(vec![a.client]))
+                                        .await
+                                        .unwrap();
+                                }
+                                other => panic!("unexpected {other:?}"),
+                            }
+                        });
                     }
-                }
+                };
+                let report = move |e: TransportError| {
+                    let _ = errors.send(e.to_string());
+                };
+                frames::read_frames(&conn, answer, report).await;
             });
         }
     });
@@ -205,13 +209,33 @@ async fn a_revoked_device_is_refused_after_a_reload_without_restart() {
     let device = pki.device("laptop-7");
     round_trip(&trust, &device, addr, 1).await.unwrap();
 
+    let mut watch = RevocationWatch::new(
+        ep.clone(),
+        identity,
+        pki.ca.cert_path(),
+        pki.ca.crl_path(),
+        settings,
+    );
+    assert!(!watch.check().unwrap(), "nothing changed yet");
     pki.ca.revoke("laptop-7").unwrap();
-    // Reload: the same endpoint, a configuration with the new CRL, for new connections.
-    let reloaded = server_config(&identity, &pki.trust(true)).unwrap();
-    ep.set_server_config(Some(endpoint::server_config(reloaded, &settings).unwrap()));
+    // The same endpoint takes a configuration with the new CRL, for new connections.
+    assert!(watch.check().unwrap(), "the new CRL is loaded");
+    assert!(!watch.check().unwrap(), "and only once");
 
     expect_refused(round_trip(&trust, &device, addr, 2).await, 44, "revoked");
     round_trip(&trust, &pki.device("laptop-8"), addr, 3)
+        .await
+        .unwrap();
+
+    // A CRL file that does not parse is refused once and the previous list stays in force.
+    std::fs::write(pki.ca.crl_path(), b"-----BEGIN X509 CRL-----\ngarbage\n").unwrap();
+    assert!(watch.check().is_err());
+    assert!(
+        !watch.check().unwrap(),
+        "the same bad content is not retried"
+    );
+    expect_refused(round_trip(&trust, &device, addr, 4).await, 44, "revoked");
+    round_trip(&trust, &pki.device("laptop-9"), addr, 5)
         .await
         .unwrap();
 }

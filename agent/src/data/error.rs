@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 /// Why a data source could not be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DataError {
     /// The file could not be read.
     #[error("{}: {cause}", path.display())]

@@ -184,6 +184,7 @@ impl Default for AgentSection {
 
 /// A config error, naming the file and key.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// Unreadable.
     #[error("{}: {cause}", path.display())]

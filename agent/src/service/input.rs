@@ -1,12 +1,12 @@
 //! The vector an agent contributes to a round and where it is masked.
 //!
-//! The vector is `[w·clip(Δ), w·C]` with `w = min(samples, cap) / cap` and `C` the round's clip
-//! bound (the quantiser's range): the secure sum then carries both `Σ w_k Δ_k` and `Σ w_k`.
-//! It is quantised with stochastic rounding and masked with the SecAgg+ client's masks either
+//! The vector is `[w·clip(Δ), w·C]` ([`flock_model::contribution`]): the secure sum then
+//! carries both `Σ w_k Δ_k` and `Σ w_k`. It is quantised with stochastic rounding and masked with the SecAgg+ client's masks either
 //! on the CPU, or, with a [`Masker`] holding GPU kernels, on the GPU in one pass where only the
 //! masked words are read back. Both give the same words (edge-kernels' bit-exactness).
 
 use edge_kernels::{QuantParams, RoundingStream, clip_l2, quantise};
+use flock_model::contribution;
 use flock_protocol::{Client, RoundConfig};
 
 use super::AgentError;
@@ -30,35 +30,37 @@ pub(crate) struct PendingInput {
 }
 
 impl PendingInput {
-    /// Clips and weights `delta` for `config`'s round; draws a fresh rounding seed.
+    /// Clips and weights `delta` for `config`'s round; `rounding_seed` seeds the stochastic
+    /// rounding (fresh randomness for every input).
     pub(crate) fn new(
         config: &RoundConfig,
         mut delta: Vec<f32>,
         samples: u64,
         sample_cap: u64,
+        rounding_seed: [u8; 32],
     ) -> Result<Self, AgentError> {
         let round = config.round;
-        let bad = |e: &dyn std::fmt::Display| AgentError::Protocol(format!("round {round}: {e}"));
-        if delta.len() + 1 != config.vector_len as usize {
-            return Err(bad(&format!(
-                "vector of {} words for a model of {} parameters",
+        if contribution::vector_len(delta.len()) != config.vector_len as usize {
+            return Err(AgentError::Aggregator(format!(
+                "round {round}: a vector of {} words for a model of {} parameters",
                 config.vector_len,
                 delta.len()
             )));
         }
         let clip = config.clip_norm;
-        clip_l2(&mut delta, clip).map_err(|e| bad(&e))?;
-        let cap = sample_cap.max(1);
-        let w = (samples.min(cap) as f64 / cap as f64) as f32;
-        let mut values: Vec<f32> = delta.into_iter().map(|x| x * w).collect();
-        values.push(w * clip);
-        let params = config.quant_params().map_err(|e| bad(&e))?;
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(|e| bad(&e))?;
+        clip_l2(&mut delta, clip)
+            .map_err(|e| AgentError::Local(format!("round {round}: clipping the update: {e}")))?;
+        let values = contribution::encode(delta, samples, sample_cap, clip);
+        let params = config
+            .quant_params()
+            .map_err(|e| AgentError::Aggregator(format!("round {round}: {e}")))?;
         Ok(Self {
             values,
             params,
-            rounding: RoundingStream { seed, stream: 0 },
+            rounding: RoundingStream {
+                seed: rounding_seed,
+                stream: 0,
+            },
         })
     }
 
@@ -66,13 +68,14 @@ impl PendingInput {
     pub(crate) fn quantised(&self) -> Result<Vec<u32>, AgentError> {
         let mut out = vec![0u32; self.values.len()];
         quantise(&self.values, &self.params, &self.rounding, &mut out)
-            .map_err(|e| AgentError::Protocol(format!("quantising the update: {e}")))?;
+            .map_err(|e| AgentError::Local(format!("quantising the update: {e}")))?;
         Ok(out)
     }
 
     /// Quantises, masks with `client`'s masks on `masker` and queues the masked vector.
     pub(crate) fn submit(self, client: &mut Client, masker: &Masker) -> Result<(), AgentError> {
-        let refused = |e: &dyn std::fmt::Display| AgentError::Protocol(format!("input: {e}"));
+        let refused =
+            |e: &dyn std::fmt::Display| AgentError::Local(format!("masking the update: {e}"));
         match masker {
             Masker::Cpu => client
                 .submit_input(self.quantised()?)

@@ -1,7 +1,6 @@
-//! What an agent remembers across restarts, written atomically (temporary file, fsync,
-//! rename) into its state directory.
+//! What an agent remembers across restarts, written durably (flock-durable) into its state
+//! directory.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -40,17 +39,14 @@ impl AgentState {
         }
     }
 
-    /// Writes the state into `dir` atomically.
-    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        let path = Self::path(dir);
-        let tmp = dir.join(format!(".state.json.{}.tmp", std::process::id()));
-        let bytes = serde_json::to_vec_pretty(self)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(dir)?.sync_all()
+    /// Writes the state into `dir` durably (creating `dir`, mode 0700, if needed).
+    pub fn save(&self, dir: &Path) -> Result<(), flock_durable::DurableError> {
+        flock_durable::create_dir_all(dir, flock_durable::Access::Private)?;
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| flock_durable::DurableError {
+            path: Self::path(dir),
+            step: flock_durable::Step::Write,
+            cause: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        })?;
+        flock_durable::write(&Self::path(dir), flock_durable::Access::Shared, &bytes)
     }
 }

@@ -27,6 +27,7 @@ pub use local::{EpochReport, LocalUpdate, train_local};
 
 /// Why training or evaluation failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TrainError {
     /// The model spec, parameters or file.
     #[error(transparent)]

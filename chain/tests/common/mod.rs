@@ -79,7 +79,7 @@ pub async fn to_training(
     aggregator: &TaskClient,
 ) -> anyhow::Result<(u64, Vec<Address>)> {
     use std::time::Duration;
-    let params = aggregator.contract().params().call().await?;
+    let params = aggregator.params().await?;
     let (round, _) = members[0].start_round().await?;
     let mut secrets = Vec::new();
     for m in members {

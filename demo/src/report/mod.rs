@@ -190,6 +190,7 @@ fn normalise_hex(hash: &str) -> String {
 
 /// What went wrong writing or reading the report; each variant names the file.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReportError {
     /// The output directory could not be created.
     #[error("cannot create the report directory {path}: {source}")]

@@ -5,6 +5,7 @@ use crate::KernelError;
 
 /// Why the GPU backend could not run a kernel.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum GpuError {
     /// No wgpu adapter exists on this machine (or none matches `WGPU_BACKEND`).
     #[error("no GPU adapter available ({0}); fall back to the CPU kernels")]

@@ -6,6 +6,7 @@ use crate::phase::Phase;
 
 /// Why a client refused a message or aborted the round.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     /// The configuration is unsafe or malformed.
     #[error("refusing the round configuration: {0}")]

@@ -9,6 +9,7 @@ use crate::shamir::ShamirError;
 /// A message refused. The sender is excluded from the rest of the round; everyone else goes
 /// on.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServerError {
     /// The sender is not a participant.
     #[error("client {0} is not a participant of this round")]
@@ -64,6 +65,7 @@ pub enum ServerError {
 
 /// Why the server aborted the round.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AbortError {
     /// Fewer clients than the round needs are left.
     #[error("{phase}: {have} clients left, the round needs {need}")]

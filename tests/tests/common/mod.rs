@@ -19,7 +19,7 @@ use flock_agent::data::{CsvSource, DataSource, Dataset, FeatureMoments, Standard
 use flock_agent::service::{AgentBuilder, AgentConfig, AgentError, AgentReport};
 use flock_agent::train::{TrainDevice, evaluate};
 use flock_aggregator::config::Config;
-use flock_aggregator::service::{Listening, RoundSummary, ServeReport, serve, weighted_update};
+use flock_aggregator::service::{Listening, RoundSummary, ServeReport, serve};
 use flock_aggregator::store::ModelStore;
 use flock_model::{ModelSpec, Params};
 use flock_transport::pki::{Ca, CertKind, Validity};
@@ -391,7 +391,7 @@ pub fn check_bit_exact(
         let params = edge_kernels::QuantParams::new(summary.bits, CLIP).unwrap();
         let n = summary.contributors.len() as u64;
         let mean = edge_kernels::dequantise_mean(&sum, n, &params).unwrap();
-        let update = weighted_update(&mean, CLIP).unwrap();
+        let update = flock_model::contribution::decode(&mean, CLIP).unwrap();
         let (expected, next_moments) = optimizer
             .step(&previous, &update, moments.as_ref())
             .unwrap();

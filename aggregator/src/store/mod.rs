@@ -7,23 +7,23 @@
 //!                                   ids of FedAdam's moments, stored like models)
 //! ```
 //!
-//! Both are written atomically (in a directory: temporary file, fsync, rename; in an object
-//! store: one PUT, which replaces an object whole), so a killed aggregator restarts from the last
+//! Both are written atomically (in a directory: flock-durable's temporary file, fsync, rename,
+//! fsync of the directory; in an object store: one PUT, which replaces an object whole), so a killed aggregator restarts from the last
 //! completed round: the round after it runs next, none is lost or repeated. Models are written
 //! before the state that names them.
 //!
-//! The store's API is synchronous (the round loop calls it between rounds); the object backend
-//! drives `object_store`'s futures on a small runtime of its own, on a scoped thread, so it can
-//! be called from inside the aggregator's async runtime.
+//! The store's API is synchronous; the object backend (`object`) drives `object_store`'s
+//! futures on a small runtime of its own, on a scoped thread, so it can be called from inside
+//! the aggregator's async runtime.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use flock_model::{ModelId, Params, file};
-use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
+
+mod object;
+use object::ObjectBackend;
 
 /// The task's progress.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -83,6 +83,7 @@ impl std::fmt::Display for StoreLocation {
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// A file operation failed.
     #[error("model store {}: {cause}", path.display())]
@@ -134,100 +135,6 @@ impl std::fmt::Debug for Backend {
     }
 }
 
-struct ObjectBackend {
-    url: url::Url,
-    store: Box<dyn ObjectStore>,
-    prefix: ObjectPath,
-    /// Always `Some` until dropped (then shut down without blocking: the store may be dropped
-    /// inside the aggregator's own runtime).
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl Drop for ObjectBackend {
-    fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
-impl ObjectBackend {
-    fn open(url: &url::Url) -> Result<Self, StoreError> {
-        let err = |reason: String| StoreError::Object {
-            location: url.to_string(),
-            reason,
-        };
-        // reqwest (object_store's HTTP client) needs a process-wide rustls provider: ring, the
-        // workspace's one.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        // The standard AWS_* variables configure S3 (what `AmazonS3Builder::from_env` reads).
-        let options = std::env::vars()
-            .filter(|(k, _)| k.starts_with("AWS_"))
-            .map(|(k, v)| (k.to_ascii_lowercase(), v));
-        let (store, prefix) =
-            object_store::parse_url_opts(url, options).map_err(|e| err(e.to_string()))?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("model-store")
-            .enable_all()
-            .build()
-            .map_err(|e| err(format!("starting its runtime: {e}")))?;
-        Ok(Self {
-            url: url.clone(),
-            store,
-            prefix,
-            runtime: Some(runtime),
-        })
-    }
-
-    /// `name`'s `/`-separated parts under the prefix (a part of its own would percent-encode
-    /// the `/`).
-    fn path(&self, name: &str) -> ObjectPath {
-        name.split('/')
-            .fold(self.prefix.clone(), |path, part| path.join(part))
-    }
-
-    /// Runs `f` on the backend's runtime from any thread, async context or not.
-    fn run<T: Send>(&self, f: impl Future<Output = T> + Send) -> Result<T, StoreError> {
-        let failed = |reason: &str| StoreError::Object {
-            location: self.url.to_string(),
-            reason: reason.into(),
-        };
-        let rt = self
-            .runtime
-            .as_ref()
-            .ok_or_else(|| failed("the store is shut down"))?;
-        std::thread::scope(|s| s.spawn(|| rt.block_on(f)).join())
-            .map_err(|_| failed("the store's worker thread panicked"))
-    }
-
-    /// The object `name`, `None` if absent.
-    fn get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let path = self.path(name);
-        let got = self.run(async {
-            match self.store.get(&path).await {
-                Ok(r) => r.bytes().await.map(|b| Some(b.to_vec())),
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(e),
-            }
-        })?;
-        got.map_err(|e| StoreError::Object {
-            location: path.to_string(),
-            reason: e.to_string(),
-        })
-    }
-
-    fn put(&self, name: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
-        let path = self.path(name);
-        self.run(self.store.put(&path, PutPayload::from(bytes)))?
-            .map(|_| ())
-            .map_err(|e| StoreError::Object {
-                location: path.to_string(),
-                reason: e.to_string(),
-            })
-    }
-}
-
 const STATE: &str = "state.json";
 
 fn model_name(id: &ModelId) -> String {
@@ -259,20 +166,30 @@ impl ModelStore {
 
     /// Stores `params`, returning their id (a no-op if already stored).
     pub fn put(&self, params: &Params) -> Result<ModelId, StoreError> {
+        let (bytes, id) = file::encode(params)?;
+        self.put_bytes(&id, &bytes)?;
+        Ok(id)
+    }
+
+    /// Stores a model file's `bytes` under `id` (a no-op if already stored); refuses bytes
+    /// that do not hash to `id`.
+    pub fn put_bytes(&self, id: &ModelId, bytes: &[u8]) -> Result<(), StoreError> {
+        let name = model_name(id);
+        if ModelId::of(bytes) != *id {
+            return Err(StoreError::State {
+                path: name.into(),
+                reason: "content does not hash to its name".into(),
+            });
+        }
         match &self.backend {
             Backend::Dir(dir) => {
-                let (_, id) = file::encode(params)?;
-                let path = dir.join(model_name(&id));
+                let path = dir.join(name);
                 if !path.exists() {
-                    file::save(&path, params)?;
+                    file::save_bytes(&path, bytes)?;
                 }
-                Ok(id)
+                Ok(())
             }
-            Backend::Object(o) => {
-                let (bytes, id) = file::encode(params)?;
-                o.put(&model_name(&id), bytes)?;
-                Ok(id)
-            }
+            Backend::Object(o) => o.put(&name, bytes.to_vec()),
         }
     }
 
@@ -354,17 +271,11 @@ impl ModelStore {
         })?;
         match &self.backend {
             Backend::Dir(dir) => {
-                let path = dir.join(STATE);
-                let tmp = dir.join(format!(".state.json.{}.tmp", std::process::id()));
-                (|| {
-                    use std::io::Write;
-                    let mut f = std::fs::File::create(&tmp)?;
-                    f.write_all(&bytes)?;
-                    f.sync_all()?;
-                    std::fs::rename(&tmp, &path)?;
-                    std::fs::File::open(dir)?.sync_all()
-                })()
-                .map_err(|cause| StoreError::Io { path, cause })
+                flock_durable::write(&dir.join(STATE), flock_durable::Access::Shared, &bytes)
+                    .map_err(|e| StoreError::Io {
+                        path: e.path,
+                        cause: e.cause,
+                    })
             }
             Backend::Object(o) => o.put(STATE, bytes),
         }

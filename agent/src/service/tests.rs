@@ -1,0 +1,479 @@
+//! The agent's message loop in memory against a scripted aggregator (no QUIC): a whole
+//! SecAgg+ round with three simulated peers; a model file whose bytes do not hash to the
+//! announced id (the round is skipped, the agent stays up); a chain that does not answer the
+//! first time (asked again, the agent trains); a model that is not the chain's (refused).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use flock_model::task::{TaskInfo, TrainConfig};
+use flock_model::{ModelId, ModelSpec, Params, file};
+use flock_protocol::session::{AgentMessage, AggregatorMessage, MODEL_CHUNK_BYTES};
+use flock_protocol::wire::ServerMessage;
+use flock_protocol::{
+    Client, ClientId, ClientPhase, Identity, Participant, RoundConfig, Server, TaskId, ThreatModel,
+};
+use flock_transport::TransportError;
+use rand_chacha::ChaCha20Rng;
+use rand_chacha::rand_core::SeedableRng;
+use tokio::sync::mpsc;
+
+use super::chain_side::{BoxFuture, ModelGate};
+use super::driver::{Driver, End, Link, Outbox, Work};
+use super::input::Masker;
+use super::models::ModelCache;
+use super::session::Session;
+use super::{AgentError, AgentState, RoundReport};
+use crate::data::Dataset;
+use crate::train::TrainDevice;
+
+const TASK: &str = "loop";
+
+fn spec() -> ModelSpec {
+    ModelSpec::Mlp {
+        inputs: 3,
+        hidden: vec![4],
+        classes: 2,
+    }
+}
+
+/// 40 samples, 3 features, 2 classes.
+fn data() -> Dataset {
+    let mut values = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..40u32 {
+        let label = i % 2;
+        let x = i as f32 / 40.0;
+        values.extend([x, label as f32 - x, 0.5]);
+        labels.push(label);
+    }
+    Dataset::new(values, labels, 3).unwrap()
+}
+
+/// The agent's messages, for the scripted aggregator.
+struct ToAggregator(mpsc::UnboundedSender<AgentMessage>);
+
+impl Outbox for ToAggregator {
+    fn send<'a>(&'a self, msg: &'a AgentMessage) -> BoxFuture<'a, Result<(), TransportError>> {
+        let sent = self
+            .0
+            .send(msg.clone())
+            .map_err(|_| TransportError::Connection("the aggregator is gone".into()));
+        Box::pin(async move { sent })
+    }
+}
+
+/// A chain that answers from a script: `None` for "unreachable".
+#[cfg(feature = "chain")]
+struct ScriptedChain(Mutex<Vec<Option<ModelId>>>);
+
+#[cfg(feature = "chain")]
+impl ModelGate for ScriptedChain {
+    fn last_accepted(&self) -> BoxFuture<'_, Result<(ModelId, u64), AgentError>> {
+        let next = self.0.lock().unwrap().remove(0);
+        Box::pin(async move {
+            next.map(|m| (m, 0)).ok_or_else(|| {
+                AgentError::Chain(flock_chain::ChainError::Unreachable("timed out".into()))
+            })
+        })
+    }
+}
+
+/// The aggregator's end of the link.
+struct Aggregator {
+    to_agent: mpsc::UnboundedSender<Result<AggregatorMessage, TransportError>>,
+    from_agent: mpsc::UnboundedReceiver<AgentMessage>,
+}
+
+impl Aggregator {
+    fn send(&self, msg: AggregatorMessage) {
+        self.to_agent.send(Ok(msg)).unwrap();
+    }
+
+    async fn recv(&mut self) -> AgentMessage {
+        tokio::time::timeout(Duration::from_secs(60), self.from_agent.recv())
+            .await
+            .expect("the agent answers")
+            .expect("the agent is running")
+    }
+
+    fn welcome(&self, client: ClientId) {
+        let info = TaskInfo {
+            name: TASK.into(),
+            spec: spec(),
+            classes: 2,
+            training: TrainConfig {
+                epochs: 1,
+                batch_size: 8,
+                ..TrainConfig::default()
+            },
+            normalisation: None,
+        };
+        let task = serde_json::to_vec(&info).unwrap();
+        self.send(AggregatorMessage::Welcome { client, task });
+    }
+
+    /// Sends `bytes` as the model file `id`.
+    fn model(&self, id: ModelId, bytes: &[u8]) {
+        let total = bytes.len() as u64;
+        for (i, piece) in bytes.chunks(MODEL_CHUNK_BYTES).enumerate() {
+            self.send(AggregatorMessage::ModelChunk {
+                id: id.0,
+                offset: (i * MODEL_CHUNK_BYTES) as u64,
+                total,
+                bytes: piece.to_vec(),
+            });
+        }
+    }
+}
+
+/// An agent's driver on a link in memory, with the aggregator's end.
+struct Rig {
+    driver: Driver,
+    link: Link,
+    aggregator: Aggregator,
+    client: ClientId,
+    identity: Identity,
+    dir: std::path::PathBuf,
+    rounds: Arc<Mutex<Vec<RoundReport>>>,
+}
+
+fn rig(name: &str, gate: Option<Arc<dyn ModelGate>>) -> Rig {
+    let dir = std::env::temp_dir().join(format!("flock-loop-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let identity = Identity::from_secret_bytes(&[42; 32]);
+    let client = ClientId::from_identity(&identity.public());
+    let state = AgentState {
+        task: TASK.into(),
+        ..AgentState::default()
+    };
+    let session = Session::new(
+        Identity::from_secret_bytes(&[42; 32]),
+        TASK,
+        state,
+        Masker::Cpu,
+    );
+    let work = Work {
+        cache: ModelCache::new(&dir),
+        device: TrainDevice::cpu(),
+        source: Arc::new(data()),
+        val_fraction: 0.2,
+        state_dir: dir.clone(),
+        gate,
+    };
+    let rounds = Arc::new(Mutex::new(Vec::new()));
+    let seen = rounds.clone();
+    let on_round = Box::new(move |r: &RoundReport| seen.lock().unwrap().push(r.clone()));
+    let driver = Driver::new(session, work, None, Some(on_round));
+    let (to_agent, inbox) = mpsc::unbounded_channel();
+    let (out, from_agent) = mpsc::unbounded_channel();
+    Rig {
+        driver,
+        link: Link {
+            out: Arc::new(ToAggregator(out)),
+            inbox,
+        },
+        aggregator: Aggregator {
+            to_agent,
+            from_agent,
+        },
+        client,
+        identity,
+        dir,
+        rounds,
+    }
+}
+
+type Running = tokio::task::JoinHandle<(Driver, Result<End, AgentError>)>;
+
+/// Starts the driver; the aggregator's end and the rig's other parts come back.
+fn start(rig: Rig) -> (Running, Aggregator, Rig2) {
+    let Rig {
+        mut driver,
+        mut link,
+        aggregator,
+        client,
+        identity,
+        dir,
+        rounds,
+    } = rig;
+    let task = tokio::spawn(async move {
+        let r = driver.serve(&mut link).await;
+        (driver, r)
+    });
+    let rest = Rig2 {
+        client,
+        identity,
+        dir,
+        rounds,
+    };
+    (task, aggregator, rest)
+}
+
+struct Rig2 {
+    client: ClientId,
+    identity: Identity,
+    dir: std::path::PathBuf,
+    rounds: Arc<Mutex<Vec<RoundReport>>>,
+}
+
+/// A round of `participants` (this agent first), derived as an aggregator would.
+fn round_config(participants: Vec<Participant>) -> RoundConfig {
+    let len = flock_model::contribution::vector_len(Params::init(&spec(), 1).unwrap().len());
+    let threat = ThreatModel::default();
+    RoundConfig::derive(
+        TaskId::from_name(TASK),
+        1,
+        participants,
+        threat,
+        [5; 32],
+        len as u32,
+        2.0,
+        30_000,
+    )
+    .unwrap()
+}
+
+async fn says_hello(aggregator: &mut Aggregator) {
+    match aggregator.recv().await {
+        AgentMessage::Hello { task, last_round } => {
+            assert_eq!(task, TaskId::from_name(TASK));
+            assert_eq!(last_round, None);
+        }
+        other => panic!("expected Hello, got {other:?}"),
+    }
+}
+
+async fn fetches(aggregator: &mut Aggregator, id: ModelId) {
+    match aggregator.recv().await {
+        AgentMessage::FetchModel { id: asked } => assert_eq!(ModelId(asked), id),
+        other => panic!("expected FetchModel, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_against_a_scripted_aggregator() {
+    let (running, mut agg, rest) = start(rig("round", None));
+    says_hello(&mut agg).await;
+    agg.welcome(rest.client);
+    let global = Params::init(&spec(), 1).unwrap();
+    let (bytes, id) = file::encode(&global).unwrap();
+    // Three peers played by the protocol's own clients.
+    let peers: Vec<Identity> = (1..=3)
+        .map(|i| Identity::from_secret_bytes(&[i; 32]))
+        .collect();
+    let mut participants: Vec<Participant> = peers
+        .iter()
+        .map(|p| Participant {
+            id: ClientId::from_identity(&p.public()),
+            identity: p.public(),
+        })
+        .collect();
+    participants.push(Participant {
+        id: rest.client,
+        identity: rest.identity.public(),
+    });
+    let config = round_config(participants);
+    let now = Instant::now();
+    let mut server = Server::new(config.clone(), now).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let mut sims: Vec<(ClientId, Client)> = peers
+        .iter()
+        .map(|p| {
+            let id = ClientId::from_identity(&p.public());
+            (
+                id,
+                Client::new(config.clone(), id, p, &mut rng, now).unwrap(),
+            )
+        })
+        .collect();
+    agg.send(AggregatorMessage::Round {
+        attempt: 7,
+        config: config.clone(),
+        model: id.0,
+        sample_cap: 100,
+    });
+    fetches(&mut agg, id).await;
+    agg.model(id, &bytes);
+    // Route every SecAgg+ message until the server has its outcome.
+    let outcome = loop {
+        let mut idle = true;
+        for (sid, c) in &mut sims {
+            if c.phase() == ClientPhase::AwaitingInput {
+                c.submit_input(vec![0; config.vector_len as usize]).unwrap();
+            }
+            while let Some(m) = c.poll_transmit() {
+                idle = false;
+                let _ = server.handle(*sid, m, Instant::now());
+            }
+        }
+        while let Some((to, m)) = server.poll_transmit() {
+            idle = false;
+            // The configuration travels in `Round` (as the aggregator sends it).
+            if matches!(m, ServerMessage::Start(_)) {
+                continue;
+            }
+            if to == rest.client {
+                agg.send(AggregatorMessage::Secagg { attempt: 7, msg: m });
+            } else if let Some((_, c)) = sims.iter_mut().find(|(s, _)| *s == to) {
+                let _ = c.handle(m, Instant::now());
+            }
+        }
+        if let Some(out) = server.take_outcome() {
+            break out.unwrap();
+        }
+        if idle {
+            match agg.recv().await {
+                AgentMessage::Secagg { attempt, msg } => {
+                    assert_eq!(attempt, 7, "tagged with the round's attempt");
+                    let _ = server.handle(rest.client, msg, Instant::now());
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    };
+    assert!(
+        outcome.contributors.contains(&rest.client),
+        "the agent's input is in the sum"
+    );
+    let next = ModelId([9; 32]);
+    agg.send(AggregatorMessage::RoundDone {
+        round: 1,
+        model: next.0,
+        contributors: outcome.contributors.clone(),
+        last: true,
+    });
+    let (driver, ended) = running.await.unwrap();
+    assert_eq!(ended.unwrap(), End::Completed);
+    let state = driver.session.state();
+    assert_eq!(state.last_round, Some(1));
+    assert_eq!(state.contributed, 1);
+    assert_eq!(state.model, Some(next.to_string()));
+    let saved = AgentState::load(&rest.dir).unwrap();
+    assert_eq!(saved, *state, "the state is on disk");
+    assert!(
+        ModelCache::new(&rest.dir).get(&id).is_some(),
+        "the model is kept"
+    );
+    let rounds = rest.rounds.lock().unwrap();
+    assert_eq!(rounds.len(), 1);
+    assert!(rounds[0].contributed && rounds[0].samples > 0);
+}
+
+/// Waits (bounded) until the agent has saved a refusal; returns it.
+async fn refusal_saved(dir: &std::path::Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(r) = AgentState::load(dir).ok().and_then(|s| s.last_refusal) {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "no refusal was saved");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Plays hello, welcome and a round of this agent and 3 others announcing `id`.
+fn announce(agg: &Aggregator, rest: &Rig2, id: ModelId) {
+    agg.welcome(rest.client);
+    let mut participants: Vec<Participant> = (1..=3)
+        .map(|i| {
+            let p = Identity::from_secret_bytes(&[i; 32]);
+            Participant {
+                id: ClientId::from_identity(&p.public()),
+                identity: p.public(),
+            }
+        })
+        .collect();
+    participants.push(Participant {
+        id: rest.client,
+        identity: rest.identity.public(),
+    });
+    agg.send(AggregatorMessage::Round {
+        attempt: 1,
+        config: round_config(participants),
+        model: id.0,
+        sample_cap: 100,
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_whose_bytes_do_not_hash_to_its_id_is_refused_and_the_agent_stays_up() {
+    let (running, mut agg, rest) = start(rig("tampered", None));
+    says_hello(&mut agg).await;
+    let (mut bytes, id) = file::encode(&Params::init(&spec(), 1).unwrap()).unwrap();
+    announce(&agg, &rest, id);
+    fetches(&mut agg, id).await;
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    agg.model(id, &bytes);
+    let refusal = refusal_saved(&rest.dir).await;
+    assert!(refusal.contains("hash"), "{refusal}");
+    // The agent trains nothing and sends nothing for the round; it still serves the session.
+    agg.send(AggregatorMessage::TaskComplete {
+        round: 1,
+        model: id.0,
+    });
+    let (_, ended) = running.await.unwrap();
+    assert_eq!(ended.unwrap(), End::Completed);
+    assert!(
+        agg.from_agent.try_recv().is_err(),
+        "no SecAgg+ message was sent"
+    );
+    assert!(
+        ModelCache::new(&rest.dir).get(&id).is_none(),
+        "nothing was kept"
+    );
+}
+
+#[cfg(feature = "chain")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_that_does_not_answer_at_first_is_asked_again_and_the_agent_trains() {
+    let (bytes, id) = file::encode(&Params::init(&spec(), 1).unwrap()).unwrap();
+    let chain = Arc::new(ScriptedChain(Mutex::new(vec![None, Some(id)])));
+    let (running, mut agg, rest) = start(rig("transient", Some(chain.clone())));
+    says_hello(&mut agg).await;
+    announce(&agg, &rest, id);
+    fetches(&mut agg, id).await;
+    assert!(
+        chain.0.lock().unwrap().is_empty(),
+        "asked twice before fetching"
+    );
+    agg.model(id, &bytes);
+    // Trained: the round's first SecAgg+ message, the key advert, arrives.
+    match agg.recv().await {
+        AgentMessage::Secagg {
+            attempt: 1,
+            msg: flock_protocol::wire::ClientMessage::Advert(a),
+        } => assert_eq!(a.client, rest.client),
+        other => panic!("expected the advert, got {other:?}"),
+    }
+    agg.send(AggregatorMessage::TaskComplete {
+        round: 1,
+        model: id.0,
+    });
+    let (_, ended) = running.await.unwrap();
+    assert_eq!(ended.unwrap(), End::Completed);
+}
+
+#[cfg(feature = "chain")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_is_not_the_chains_is_not_even_fetched() {
+    let (_, id) = file::encode(&Params::init(&spec(), 1).unwrap()).unwrap();
+    let chain = Arc::new(ScriptedChain(Mutex::new(vec![Some(ModelId([3; 32]))])));
+    let (running, mut agg, rest) = start(rig("not-the-chains", Some(chain)));
+    says_hello(&mut agg).await;
+    announce(&agg, &rest, id);
+    let refusal = refusal_saved(&rest.dir).await;
+    assert!(refusal.contains("last accepted"), "{refusal}");
+    agg.send(AggregatorMessage::TaskComplete {
+        round: 1,
+        model: id.0,
+    });
+    let (_, ended) = running.await.unwrap();
+    assert_eq!(ended.unwrap(), End::Completed);
+    assert!(
+        agg.from_agent.try_recv().is_err(),
+        "no FetchModel, no SecAgg+"
+    );
+}

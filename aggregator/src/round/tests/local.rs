@@ -1,0 +1,123 @@
+//! Rounds the aggregator starts itself.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use super::*;
+
+#[test]
+fn local_rounds_run_end_to_end_and_each_model_is_the_clear_fedavg() {
+    let config = config(4, 4, 0, "");
+    let optimizer = config.server_optimizer.clone();
+    let mut w = World::new(config, Governance::local(), 4);
+    let mut previous = w.machine.global.clone();
+    // The first round starts when the 4th agent is ready; each next one as soon as the last
+    // ends, until the task's 3 rounds are done.
+    w.join_all();
+    assert!(w.machine.is_done());
+    assert_eq!(
+        w.starts.iter().map(|s| s.0).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    let summaries = w.machine.summaries().to_vec();
+    assert_eq!(summaries.len(), 3);
+    for (summary, (models, state)) in summaries.iter().zip(&w.persisted) {
+        assert!(summary.accepted);
+        assert_eq!(summary.contributors.len(), 4);
+        // The model file, then the state naming it, were asked to be stored.
+        let state = state
+            .clone()
+            .expect("the state is persisted with the model");
+        assert_eq!((state.round, state.model), (summary.round, summary.model));
+        assert_eq!(models, &vec![summary.model]);
+        // Each model is the clear FedAvg of the four inputs after the previous one, bit for
+        // bit (the id is the hash of the file's bytes).
+        let expected = clear_fedavg(
+            &w,
+            summary.round,
+            summary.bits,
+            &summary.contributors,
+            &previous,
+            &optimizer,
+        );
+        assert_eq!(
+            flock_model::file::encode(&expected).unwrap().1,
+            summary.model
+        );
+        previous = expected;
+    }
+    assert_eq!(bits_of(&w.machine.global), bits_of(&previous));
+    // No agent was told of a round before its state was to be stored; every agent was told.
+    assert!(!w.done_after_persist.is_empty());
+    assert!(
+        w.done_after_persist.iter().all(|&b| b),
+        "RoundDone before its state"
+    );
+    for a in w.agents.values() {
+        let told: Vec<_> = a.round_done.iter().map(|(r, m, _)| (*r, *m)).collect();
+        let stored: Vec<_> = summaries.iter().map(|s| (s.round, s.model)).collect();
+        assert_eq!(told, stored);
+    }
+    assert_eq!(w.metrics.rounds_completed.get(), 3);
+    assert_eq!(w.metrics.round.get(), 3);
+}
+
+#[test]
+fn fedadam_rounds_persist_their_moments_with_the_model() {
+    let config = config(4, 4, 0, "[server_optimizer]\nkind = \"fedadam\"");
+    let mut w = World::new(config, Governance::local(), 4);
+    w.join_all();
+    let (models, state) = w.persisted.first().cloned().unwrap();
+    let state = state.unwrap();
+    let moments = state
+        .moments
+        .expect("FedAdam's moments are named in the state");
+    assert_eq!(models, vec![state.model, moments[0], moments[1]]);
+}
+
+#[test]
+fn the_gather_window_waits_for_more_agents_then_starts_with_those_ready() {
+    let mut w = World::new(config(4, 6, 2000, ""), Governance::local(), 5);
+    let ids = w.ids();
+    for id in &ids[..4] {
+        w.join(*id);
+    }
+    assert!(w.starts.is_empty(), "4 ready of at most 6: it waits");
+    let t0 = w.now;
+    assert_eq!(
+        w.machine.poll_timeout(),
+        Some(t0 + Duration::from_millis(2000))
+    );
+    w.tick();
+    assert_eq!(w.starts, vec![(1, 1, 4)]);
+    assert_eq!(w.machine.summaries().len(), 1);
+    // The fifth agent, late for round 1, opens the window of round 2 with the others.
+    w.join(ids[4]);
+    assert_eq!(w.starts.len(), 1);
+    assert_eq!(
+        w.machine.poll_timeout(),
+        Some(w.now + Duration::from_millis(2000))
+    );
+    w.tick();
+    assert_eq!(w.starts[1], (2, 2, 5));
+}
+
+#[test]
+fn a_sum_that_gives_no_model_aborts_the_attempt_and_the_machine_keeps_serving() {
+    let mut w = World::new(config(4, 4, 0, ""), Governance::local(), 4);
+    // In the first attempt every device sends weight −1 (as −C): the mean weight is not
+    // positive and no update can be made. (Each device does so once; the next attempt is
+    // sound.)
+    for a in w.agents.values_mut() {
+        a.weight_override = Some(-CLIP);
+    }
+    w.join_all();
+    assert_eq!(w.metrics.rounds_aborted.get(), 1);
+    assert_eq!((w.starts[0].0, w.starts[0].1), (1, 1));
+    assert_eq!((w.starts[1].0, w.starts[1].1), (1, 2), "round 1 runs again");
+    // Nothing of the failed attempt was stored; the task then completes.
+    let first_state = w.persisted[0].1.clone().unwrap();
+    assert_eq!(first_state.round, 1);
+    assert_eq!(first_state.model, w.machine.summaries()[0].model);
+    assert!(w.machine.is_done());
+}
