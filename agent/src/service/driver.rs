@@ -234,24 +234,18 @@ impl Driver {
             } => {
                 let device = work.device.clone();
                 self.jobs.spawn_blocking(move || {
-                    let mut accuracy = [0.0; 2];
-                    for (a, m) in accuracy.iter_mut().zip(&models) {
-                        match crate::train::evaluate(&device, m, &data) {
-                            Ok(e) => *a = e.accuracy,
-                            Err(e) => {
-                                let result = Err(e.to_string());
-                                return Job::Evaluated {
-                                    request,
-                                    round,
-                                    result,
-                                };
-                            }
-                        }
-                    }
-                    let [candidate, previous] = accuracy;
-                    let result = Ok(Verdict {
-                        candidate,
-                        previous,
+                    let accuracy = |m: &flock_model::Params| {
+                        crate::train::evaluate(&device, m, &data)
+                            .map(|e| e.accuracy)
+                            .map_err(|e| e.to_string())
+                    };
+                    let [candidate, previous] = &models;
+                    let result = accuracy(candidate).and_then(|candidate| {
+                        let previous = accuracy(previous)?;
+                        Ok(Verdict {
+                            candidate,
+                            previous,
+                        })
                     });
                     Job::Evaluated {
                         request,

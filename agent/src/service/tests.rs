@@ -260,20 +260,7 @@ async fn a_round_against_a_scripted_aggregator() {
     let global = Params::init(&spec(), 1).unwrap();
     let (bytes, id) = file::encode(&global).unwrap();
     // Three peers played by the protocol's own clients.
-    let peers: Vec<Identity> = (1..=3)
-        .map(|i| Identity::from_secret_bytes(&[i; 32]))
-        .collect();
-    let mut participants: Vec<Participant> = peers
-        .iter()
-        .map(|p| Participant {
-            id: ClientId::from_identity(&p.public()),
-            identity: p.public(),
-        })
-        .collect();
-    participants.push(Participant {
-        id: rest.client,
-        identity: rest.identity.public(),
-    });
+    let (peers, participants) = cohort(&rest);
     let config = round_config(participants);
     let now = Instant::now();
     let mut server = Server::new(config.clone(), now).unwrap();
@@ -361,6 +348,16 @@ async fn a_round_against_a_scripted_aggregator() {
     assert!(rounds[0].contributed && rounds[0].samples > 0);
 }
 
+/// Tells the agent the task is complete (its last model `id`) and waits for it to end so.
+async fn completes(agg: &Aggregator, running: Running, id: ModelId) {
+    agg.send(AggregatorMessage::TaskComplete {
+        round: 1,
+        model: id.0,
+    });
+    let (_, ended) = running.await.unwrap();
+    assert_eq!(ended.unwrap(), End::Completed);
+}
+
 /// Waits (bounded) until the agent has saved a refusal; returns it.
 async fn refusal_saved(dir: &std::path::Path) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -373,22 +370,24 @@ async fn refusal_saved(dir: &std::path::Path) -> String {
     }
 }
 
-/// Plays hello, welcome and a round of this agent and 3 others announcing `id`.
+/// Three peers' identities, and the cohort of them and this agent.
+fn cohort(rest: &Rig2) -> (Vec<Identity>, Vec<Participant>) {
+    let peers: Vec<Identity> = (1..=3)
+        .map(|i| Identity::from_secret_bytes(&[i; 32]))
+        .collect();
+    let participants = peers
+        .iter()
+        .map(|p| (ClientId::from_identity(&p.public()), p.public()))
+        .chain([(rest.client, rest.identity.public())])
+        .map(|(id, identity)| Participant { id, identity })
+        .collect();
+    (peers, participants)
+}
+
+/// Plays welcome and a round of this agent and 3 others announcing `id`.
 fn announce(agg: &Aggregator, rest: &Rig2, id: ModelId) {
     agg.welcome(rest.client);
-    let mut participants: Vec<Participant> = (1..=3)
-        .map(|i| {
-            let p = Identity::from_secret_bytes(&[i; 32]);
-            Participant {
-                id: ClientId::from_identity(&p.public()),
-                identity: p.public(),
-            }
-        })
-        .collect();
-    participants.push(Participant {
-        id: rest.client,
-        identity: rest.identity.public(),
-    });
+    let (_, participants) = cohort(rest);
     agg.send(AggregatorMessage::Round {
         attempt: 1,
         config: round_config(participants),
@@ -410,12 +409,7 @@ async fn a_model_whose_bytes_do_not_hash_to_its_id_is_refused_and_the_agent_stay
     let refusal = refusal_saved(&rest.dir).await;
     assert!(refusal.contains("hash"), "{refusal}");
     // The agent trains nothing and sends nothing for the round; it still serves the session.
-    agg.send(AggregatorMessage::TaskComplete {
-        round: 1,
-        model: id.0,
-    });
-    let (_, ended) = running.await.unwrap();
-    assert_eq!(ended.unwrap(), End::Completed);
+    completes(&agg, running, id).await;
     assert!(
         agg.from_agent.try_recv().is_err(),
         "no SecAgg+ message was sent"
@@ -448,12 +442,7 @@ async fn a_chain_that_does_not_answer_at_first_is_asked_again_and_the_agent_trai
         } => assert_eq!(a.client, rest.client),
         other => panic!("expected the advert, got {other:?}"),
     }
-    agg.send(AggregatorMessage::TaskComplete {
-        round: 1,
-        model: id.0,
-    });
-    let (_, ended) = running.await.unwrap();
-    assert_eq!(ended.unwrap(), End::Completed);
+    completes(&agg, running, id).await;
 }
 
 #[cfg(feature = "chain")]
@@ -466,12 +455,7 @@ async fn a_model_that_is_not_the_chains_is_not_even_fetched() {
     announce(&agg, &rest, id);
     let refusal = refusal_saved(&rest.dir).await;
     assert!(refusal.contains("last accepted"), "{refusal}");
-    agg.send(AggregatorMessage::TaskComplete {
-        round: 1,
-        model: id.0,
-    });
-    let (_, ended) = running.await.unwrap();
-    assert_eq!(ended.unwrap(), End::Completed);
+    completes(&agg, running, id).await;
     assert!(
         agg.from_agent.try_recv().is_err(),
         "no FetchModel, no SecAgg+"

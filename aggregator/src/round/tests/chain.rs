@@ -15,12 +15,7 @@ fn on_chain(n: usize) -> (World, ModelId) {
 #[test]
 fn on_chain_a_candidate_becomes_the_model_only_once_the_vote_accepts_it() {
     let (mut w, initial) = on_chain(4);
-    let proposers = w.participants();
-    w.chain(ChainInput::Train {
-        round: 1,
-        proposers,
-        prev: initial,
-    });
+    w.train(1, initial);
     let (round, candidate) = w.candidates.last().cloned().unwrap();
     let candidate = candidate.expect("a candidate");
     assert_eq!(round, 1);
@@ -49,12 +44,7 @@ fn on_chain_a_candidate_becomes_the_model_only_once_the_vote_accepts_it() {
 #[test]
 fn on_chain_a_rejected_candidate_leaves_the_model() {
     let (mut w, initial) = on_chain(4);
-    let proposers = w.participants();
-    w.chain(ChainInput::Train {
-        round: 1,
-        proposers,
-        prev: initial,
-    });
+    w.train(1, initial);
     let candidate = w.candidates[0].1.clone().unwrap();
     w.chain(ChainInput::Finalised {
         round: 1,
@@ -71,12 +61,7 @@ fn on_chain_a_rejected_candidate_leaves_the_model() {
         assert_eq!(a.round_done, vec![(1, initial, vec![])]);
     }
     // The next round starts from the model that stayed.
-    let proposers = w.participants();
-    w.chain(ChainInput::Train {
-        round: 2,
-        proposers,
-        prev: initial,
-    });
+    w.train(2, initial);
     let next = w.candidates.last().cloned().unwrap().1.unwrap();
     assert_ne!(next.model, candidate.model);
 }
@@ -84,12 +69,7 @@ fn on_chain_a_rejected_candidate_leaves_the_model() {
 #[test]
 fn on_chain_accepted_with_another_model_than_the_candidate_keeps_the_model() {
     let (mut w, initial) = on_chain(4);
-    let proposers = w.participants();
-    w.chain(ChainInput::Train {
-        round: 1,
-        proposers,
-        prev: initial,
-    });
+    w.train(1, initial);
     w.chain(ChainInput::Finalised {
         round: 1,
         outcome: Outcome::Accepted,
@@ -116,12 +96,7 @@ fn on_chain_a_void_round_is_finalised_with_the_model_unchanged() {
 #[test]
 fn on_chain_a_prev_that_is_not_the_machines_model_gives_no_candidate() {
     let (mut w, _) = on_chain(4);
-    let proposers = w.participants();
-    w.chain(ChainInput::Train {
-        round: 1,
-        proposers,
-        prev: ModelId([7; 32]),
-    });
+    w.train(1, ModelId([7; 32]));
     assert_eq!(w.candidates, vec![(1, None)]);
     assert!(w.starts.is_empty(), "no agent is asked to train");
 }
@@ -154,18 +129,9 @@ fn on_chain_too_few_drawn_proposers_connected_gives_no_candidate() {
 #[test]
 fn on_chain_asked_again_the_candidate_is_not_rebuilt() {
     let (mut w, initial) = on_chain(4);
-    let proposers = w.participants();
-    w.chain(ChainInput::Train {
-        round: 1,
-        proposers: proposers.clone(),
-        prev: initial,
-    });
+    w.train(1, initial);
     let first = w.candidates[0].1.clone();
-    w.chain(ChainInput::Train {
-        round: 1,
-        proposers,
-        prev: initial,
-    });
+    w.train(1, initial);
     assert_eq!(w.candidates, vec![(1, first.clone()), (1, first)]);
     assert_eq!(w.starts.len(), 1, "one SecAgg+ attempt");
 }

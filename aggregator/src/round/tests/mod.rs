@@ -186,6 +186,16 @@ impl World {
         self.settle();
     }
 
+    /// The chain drew every agent as a proposer of `round`, from `prev`.
+    fn train(&mut self, round: u64, prev: ModelId) {
+        let proposers = self.participants();
+        self.chain(ChainInput::Train {
+            round,
+            proposers,
+            prev,
+        });
+    }
+
     fn chain(&mut self, input: ChainInput) {
         self.machine.handle_chain(input, self.now).unwrap();
         self.settle();
