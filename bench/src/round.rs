@@ -17,7 +17,8 @@ use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use flock_protocol::wire::{ClientMessage, MaskedChunk, ServerMessage, words_to_bytes};
 use flock_protocol::{
-    Client, ClientId, ClientPhase, Identity, Participant, RoundConfig, Server, TaskId, ThreatModel,
+    Client, ClientId, ClientPhase, ClientPolicy, Identity, Participant, RoundConfig, Server,
+    TaskId, ThreatModel,
 };
 use flock_transport::endpoint::{self, Settings};
 use flock_transport::frames;
@@ -138,6 +139,7 @@ async fn round(pki: &Pki, d: usize, secure: bool) -> anyhow::Result<Round> {
     let config = RoundConfig::derive(
         TaskId([1; 32]),
         1,
+        0,
         participants,
         ThreatModel::default(),
         [2; 32],
@@ -197,7 +199,15 @@ async fn round(pki: &Pki, d: usize, secure: bool) -> anyhow::Result<Round> {
                 match (&mut client, msg) {
                     (_, ServerMessage::Start(c)) => {
                         client = Some(timed(&mut cpu, || {
-                            Client::new(c, id, &identity, &mut rng, Instant::now())
+                            Client::new(
+                                c,
+                                id,
+                                &identity,
+                                &ClientPolicy::default(),
+                                &[2; 32],
+                                &mut rng,
+                                Instant::now(),
+                            )
                         })?);
                     }
                     (Some(_), ServerMessage::Finished(_)) => return Ok(cpu),

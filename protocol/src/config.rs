@@ -65,6 +65,10 @@ pub struct RoundConfig {
     pub task: TaskId,
     /// Round number within the task.
     pub round: u64,
+    /// Which attempt at this round, from 0: a round aborted by dropouts is tried again under a
+    /// new attempt number, with fresh keys. A device contributes to at most one attempt of a
+    /// round (see `ARCHITECTURE.md`, threat model).
+    pub attempt: u64,
     /// Participants sorted by id; a client's index in this list is its index in the graph.
     pub participants: Vec<Participant>,
     /// Neighbours per client, `k`.
@@ -75,7 +79,9 @@ pub struct RoundConfig {
     pub min_clients: u32,
     /// The threat model `k` and `t` were derived for; clients re-check against it.
     pub threat: ThreatModel,
-    /// Public seed of the neighbour graph's permutation.
+    /// Public seed of the neighbour graph's permutation: [`graph_seed`] of the round's task,
+    /// round, attempt, participants and beacon, so that the server cannot pick it (clients
+    /// recompute it, [`crate::ClientPolicy::check`]).
     pub graph_seed: [u8; 32],
     /// Words in each update vector.
     pub vector_len: u32,
@@ -128,7 +134,10 @@ pub enum ConfigError {
 
 impl RoundConfig {
     /// A configuration whose degree, threshold and bit width are derived from the threat model
-    /// (see [`crate::params`]); `min_clients` is the threshold. `participants` is sorted here.
+    /// (see [`crate::params`]); `min_clients` is the larger of the threshold and the
+    /// consistency quorum (no round finishes with fewer). `participants` is sorted here,
+    /// and the graph seed is [`graph_seed`] of the round and `beacon` (on chain the round's
+    /// drawn seed; off chain all zero).
     ///
     /// # Errors
     /// [`ConfigError`] if no safe parameters exist or an argument is out of range.
@@ -136,15 +145,17 @@ impl RoundConfig {
     pub fn derive(
         task: TaskId,
         round: u64,
+        attempt: u64,
         mut participants: Vec<Participant>,
         threat: ThreatModel,
-        graph_seed: [u8; 32],
+        beacon: [u8; 32],
         vector_len: u32,
         clip_norm: f32,
         phase_timeout_ms: u64,
     ) -> Result<Self, ConfigError> {
         participants.sort_by_key(|p| p.id);
         let n = client_count(&participants)?;
+        let graph_seed = graph_seed(&task, round, attempt, &participants, &beacon);
         let GraphParams { degree, threshold } = params::derive(n, &threat)?;
         let bits = (1..=MAX_DERIVED_BITS)
             .rev()
@@ -154,9 +165,10 @@ impl RoundConfig {
                 bits: 1,
                 max_clients: u64::from(u32::MAX),
             })?;
-        let config = Self {
+        let mut config = Self {
             task,
             round,
+            attempt,
             participants,
             degree,
             threshold,
@@ -168,6 +180,8 @@ impl RoundConfig {
             clip_norm,
             phase_timeout_ms,
         };
+        // A round cannot finish with fewer survivors than sign the list anyway.
+        config.min_clients = threshold.max(config.consistency_quorum());
         config.validate()?;
         Ok(config)
     }
@@ -256,6 +270,61 @@ impl RoundConfig {
     pub fn phase_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.phase_timeout_ms)
     }
+
+    /// SHA-256 of the whole configuration (its postcard encoding, domain-separated). Adverts
+    /// and consistency signatures sign it and every derived key is bound to it, so clients
+    /// given different configurations (or attempts) cannot complete a round together.
+    #[must_use]
+    pub fn digest(&self) -> [u8; 32] {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(CONFIG_CONTEXT);
+        // Encoding a plain struct of integers, arrays and vectors into memory cannot fail.
+        h.update(postcard::to_allocvec(self).unwrap_or_default());
+        h.finalize().into()
+    }
+
+    /// How many distinct participants must sign the survivor list before a client unmasks:
+    /// `⌊(n + c)/2⌋ + 1` with `c = ⌈γn⌉` corrupt clients. Two lists each signed by that many
+    /// share more than `c` signers, so at least one honest client signed both, which an honest
+    /// client never does: every honest client that unmasks saw the same list.
+    #[must_use]
+    pub fn consistency_quorum(&self) -> u32 {
+        let n = self.participant_count();
+        let c = self.threat.corrupt_count(n);
+        (n + c) / 2 + 1
+    }
+}
+
+const CONFIG_CONTEXT: &[u8] = b"flock/secagg+/v2/config";
+const GRAPH_SEED_CONTEXT: &[u8] = b"flock/secagg+/v2/graph-seed";
+
+/// The neighbour graph's seed of a round: SHA-256 of the task, round, attempt, the
+/// participants (ids and identity keys, sorted) and a beacon the server does not control (on
+/// chain: the round's seed drawn from the stakers' commit-reveal beacon; off chain: zero). A
+/// server can still vary the seed by choosing which devices take part and, within the
+/// device's `max_attempts`, the attempt; it can no longer name the seed.
+#[must_use]
+pub fn graph_seed(
+    task: &TaskId,
+    round: u64,
+    attempt: u64,
+    participants: &[Participant],
+    beacon: &[u8; 32],
+) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(GRAPH_SEED_CONTEXT);
+    h.update(task.0);
+    h.update(round.to_le_bytes());
+    h.update(attempt.to_le_bytes());
+    h.update(beacon);
+    h.update((participants.len() as u64).to_le_bytes());
+    for p in participants {
+        h.update(p.id.0.to_le_bytes());
+        h.update(p.identity);
+    }
+    h.finalize().into()
 }
 
 fn client_count(participants: &[Participant]) -> Result<u32, ConfigError> {

@@ -1,25 +1,31 @@
 //! Keys and key derivation of a round.
 //!
-//! * A client's long-term **identity** is an ed25519 key; it signs the two per-round X25519
-//!   public keys it advertises, bound to the task, the round and its id, so that an advert can
-//!   be neither forged nor replayed into another round.
-//! * **Round keys**: one X25519 pair to encrypt shares, one for mask agreement, fresh per round.
+//! * A client's long-term **identity** is an ed25519 key. It signs the two per-round X25519
+//!   public keys it advertises and a commitment to its self-mask seed, bound to the digest of
+//!   the round configuration (task, round, attempt, participants, parameters) and its id, so
+//!   that an advert can be neither forged nor replayed into another round, attempt or
+//!   configuration. It also signs the round's survivor list in the consistency check.
+//! * **Round keys**: one X25519 pair to encrypt shares, one for mask agreement, fresh per
+//!   attempt. Low-order public keys are refused ([`is_low_order`]).
 //! * The **pairwise mask seed** of clients `u < v` is HKDF-SHA256 of their mask-agreement
-//!   Diffie–Hellman secret, bound to (task, round, u, v). The server can recompute it for a
-//!   dropped client once it has rebuilt that client's mask-agreement secret key.
+//!   Diffie–Hellman secret, bound to (configuration digest, u, v). The server can recompute it
+//!   for a dropped client once it has rebuilt that client's mask-agreement secret key.
 //! * **Share encryption**: ChaCha20-Poly1305 under HKDF-SHA256 of the share-encryption
-//!   Diffie–Hellman secret, bound to (task, round, sender, receiver), with the same tuple as
-//!   associated data. Each key encrypts exactly one message, so the nonce is fixed.
+//!   Diffie–Hellman secret, bound to (configuration digest, sender, receiver), with the same
+//!   tuple as associated data. Each key encrypts exactly one message, so the nonce is fixed.
+//! * **Rebuilt secrets are checked**: a rebuilt mask-agreement key must give the advertised
+//!   public key, a rebuilt self-mask seed must match the signed commitment
+//!   (`self_mask_commitment`), so a corrupted share is caught instead of garbling the sum.
 
 use chacha20poly1305::ChaCha20Poly1305;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use hkdf::Hkdf;
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
-use crate::config::{ClientId, RoundConfig, TaskId};
+use crate::config::{ClientId, RoundConfig};
 use crate::wire::KeyAdvert;
 
 /// Stream id of every mask keystream: seeds are already unique per pair and round.
@@ -34,9 +40,11 @@ pub(crate) fn pair_sign(me: ClientId, peer: ClientId) -> edge_kernels::Sign {
     }
 }
 
-const ADVERT_CONTEXT: &[u8] = b"flock/secagg+/v1/advert";
-const MASK_SALT: &[u8] = b"flock/secagg+/v1/pair-mask";
-const SHARE_SALT: &[u8] = b"flock/secagg+/v1/share-key";
+const ADVERT_CONTEXT: &[u8] = b"flock/secagg+/v2/advert";
+const SURVIVORS_CONTEXT: &[u8] = b"flock/secagg+/v2/survivors";
+const SELF_MASK_CONTEXT: &[u8] = b"flock/secagg+/v2/self-mask";
+const MASK_SALT: &[u8] = b"flock/secagg+/v2/pair-mask";
+const SHARE_SALT: &[u8] = b"flock/secagg+/v2/share-key";
 
 /// Why a key operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +62,72 @@ pub enum KeyError {
     /// A share ciphertext failed authentication.
     #[error("share ciphertext from client {0} does not authenticate")]
     BadCiphertext(ClientId),
+    /// A signature on the survivor list does not verify.
+    #[error("client {0}'s signature on the survivor list does not verify")]
+    BadSurvivorSignature(ClientId),
+}
+
+/// Whether `pk` is an X25519 point of small order (or otherwise gives a non-contributory
+/// exchange): a clamped scalar is a multiple of the cofactor, so such a point always yields
+/// the all-zero shared secret.
+#[must_use]
+pub fn is_low_order(pk: &[u8; 32]) -> bool {
+    let probe = StaticSecret::from([0x5a; 32]);
+    !probe
+        .diffie_hellman(&PublicKey::from(*pk))
+        .was_contributory()
+}
+
+/// The commitment to client `client`'s self-mask seed that its advert carries.
+#[must_use]
+pub(crate) fn self_mask_commitment(
+    digest: &[u8; 32],
+    client: ClientId,
+    seed: &[u8; 32],
+) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(SELF_MASK_CONTEXT);
+    h.update(digest);
+    h.update(client.0.to_le_bytes());
+    h.update(seed);
+    h.finalize().into()
+}
+
+/// SHA-256 of a survivor list (sorted ids), what the consistency signatures cover.
+#[must_use]
+pub(crate) fn survivors_hash(survivors: &[ClientId]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update((survivors.len() as u64).to_le_bytes());
+    for id in survivors {
+        h.update(id.0.to_le_bytes());
+    }
+    h.finalize().into()
+}
+
+fn survivors_message(digest: &[u8; 32], client: ClientId, list: &[u8; 32]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(SURVIVORS_CONTEXT.len() + 72);
+    m.extend_from_slice(SURVIVORS_CONTEXT);
+    m.extend_from_slice(digest);
+    m.extend_from_slice(&client.0.to_le_bytes());
+    m.extend_from_slice(list);
+    m
+}
+
+/// Verifies `client`'s signature, under its identity key, on the survivor list with hash
+/// `list` in the round with configuration digest `digest`.
+pub(crate) fn verify_survivors(
+    identity: &[u8; 32],
+    digest: &[u8; 32],
+    client: ClientId,
+    list: &[u8; 32],
+    signature: &[u8; 64],
+) -> Result<(), KeyError> {
+    let key = VerifyingKey::from_bytes(identity).map_err(|_| KeyError::BadIdentityKey(client))?;
+    key.verify_strict(
+        &survivors_message(digest, client, list),
+        &Signature::from_bytes(signature),
+    )
+    .map_err(|_| KeyError::BadSurvivorSignature(client))
 }
 
 /// A client's long-term signing identity.
@@ -66,6 +140,11 @@ impl Identity {
         Self(SigningKey::from_bytes(bytes))
     }
 
+    /// A second handle on the same key (a round keeps one to sign its survivor list).
+    pub(crate) fn duplicate(&self) -> Self {
+        Self(self.0.clone())
+    }
+
     /// The public key peers verify adverts with.
     #[must_use]
     pub fn public(&self) -> [u8; 32] {
@@ -74,6 +153,17 @@ impl Identity {
 
     pub(crate) fn sign_advert(&self, ctx: &AdvertContext<'_>) -> [u8; 64] {
         self.0.sign(&ctx.message()).to_bytes()
+    }
+
+    pub(crate) fn sign_survivors(
+        &self,
+        digest: &[u8; 32],
+        client: ClientId,
+        list: &[u8; 32],
+    ) -> [u8; 64] {
+        self.0
+            .sign(&survivors_message(digest, client, list))
+            .to_bytes()
     }
 }
 
@@ -85,22 +175,22 @@ impl std::fmt::Debug for Identity {
 
 /// What an advert signature covers.
 pub(crate) struct AdvertContext<'a> {
-    pub(crate) task: &'a TaskId,
-    pub(crate) round: u64,
+    pub(crate) digest: &'a [u8; 32],
     pub(crate) client: ClientId,
     pub(crate) enc_pk: &'a [u8; 32],
     pub(crate) mask_pk: &'a [u8; 32],
+    pub(crate) self_mask_commitment: &'a [u8; 32],
 }
 
 impl AdvertContext<'_> {
     fn message(&self) -> Vec<u8> {
-        let mut m = Vec::with_capacity(ADVERT_CONTEXT.len() + 32 + 8 + 8 + 64);
+        let mut m = Vec::with_capacity(ADVERT_CONTEXT.len() + 32 + 8 + 96);
         m.extend_from_slice(ADVERT_CONTEXT);
-        m.extend_from_slice(&self.task.0);
-        m.extend_from_slice(&self.round.to_le_bytes());
+        m.extend_from_slice(self.digest);
         m.extend_from_slice(&self.client.0.to_le_bytes());
         m.extend_from_slice(self.enc_pk);
         m.extend_from_slice(self.mask_pk);
+        m.extend_from_slice(self.self_mask_commitment);
         m
     }
 
@@ -114,9 +204,11 @@ impl AdvertContext<'_> {
 }
 
 /// Checks `advert`, claimed by the participant at graph index `index`, against that
-/// participant's identity key and this round's task and number.
+/// participant's identity key and this round's configuration (`digest` is
+/// [`RoundConfig::digest`]); refuses low-order round keys.
 pub(crate) fn verify_advert(
     config: &RoundConfig,
+    digest: &[u8; 32],
     index: u32,
     advert: &KeyAdvert,
 ) -> Result<(), KeyError> {
@@ -126,13 +218,17 @@ pub(crate) fn verify_advert(
         .map(|p| p.identity)
         .ok_or(KeyError::BadIdentityKey(advert.client))?;
     AdvertContext {
-        task: &config.task,
-        round: config.round,
+        digest,
         client: advert.client,
         enc_pk: &advert.enc_pk,
         mask_pk: &advert.mask_pk,
+        self_mask_commitment: &advert.self_mask_commitment,
     }
-    .verify(&identity, &advert.signature)
+    .verify(&identity, &advert.signature)?;
+    if is_low_order(&advert.enc_pk) || is_low_order(&advert.mask_pk) {
+        return Err(KeyError::WeakKey(advert.client));
+    }
+    Ok(())
 }
 
 /// The two X25519 key pairs of one client in one round.
@@ -158,20 +254,19 @@ impl RoundKeys {
     }
 }
 
-/// Who is talking to whom, in which round: what derived keys are bound to.
+/// Who is talking to whom, in which round configuration: what derived keys are bound to.
 #[derive(Clone, Copy)]
 pub(crate) struct Binding<'a> {
-    pub(crate) task: &'a TaskId,
-    pub(crate) round: u64,
+    /// [`RoundConfig::digest`].
+    pub(crate) digest: &'a [u8; 32],
 }
 
 impl Binding<'_> {
-    fn info(&self, a: ClientId, b: ClientId) -> [u8; 32 + 8 + 8 + 8] {
-        let mut info = [0u8; 56];
-        info[..32].copy_from_slice(&self.task.0);
-        info[32..40].copy_from_slice(&self.round.to_le_bytes());
-        info[40..48].copy_from_slice(&a.0.to_le_bytes());
-        info[48..56].copy_from_slice(&b.0.to_le_bytes());
+    fn info(&self, a: ClientId, b: ClientId) -> [u8; 32 + 8 + 8] {
+        let mut info = [0u8; 48];
+        info[..32].copy_from_slice(self.digest);
+        info[32..40].copy_from_slice(&a.0.to_le_bytes());
+        info[40..48].copy_from_slice(&b.0.to_le_bytes());
         info
     }
 
@@ -247,7 +342,7 @@ impl Binding<'_> {
         receiver: ClientId,
         peer_pk: &[u8; 32],
         peer: ClientId,
-    ) -> Result<(ChaCha20Poly1305, [u8; 56]), KeyError> {
+    ) -> Result<(ChaCha20Poly1305, [u8; 48]), KeyError> {
         let dh = enc_sk.diffie_hellman(&PublicKey::from(*peer_pk));
         if !dh.was_contributory() {
             return Err(KeyError::WeakKey(peer));
@@ -269,7 +364,8 @@ fn expand(salt: &[u8], ikm: &[u8], info: &[u8]) -> Zeroizing<[u8; 32]> {
 mod tests {
     use super::*;
 
-    const TASK: TaskId = TaskId([3; 32]);
+    const R1: [u8; 32] = [3; 32];
+    const R2: [u8; 32] = [4; 32];
 
     fn two_clients() -> (RoundKeys, RoundKeys) {
         (
@@ -281,10 +377,7 @@ mod tests {
     #[test]
     fn both_sides_derive_the_same_pair_seed_and_it_is_bound_to_the_round() {
         let (a, b) = two_clients();
-        let r1 = Binding {
-            task: &TASK,
-            round: 1,
-        };
+        let r1 = Binding { digest: &R1 };
         let s_ab = r1
             .pair_seed(&a.mask_sk, ClientId(10), ClientId(20), &b.mask_pk())
             .unwrap();
@@ -292,10 +385,7 @@ mod tests {
             .pair_seed(&b.mask_sk, ClientId(20), ClientId(10), &a.mask_pk())
             .unwrap();
         assert_eq!(*s_ab, *s_ba);
-        let r2 = Binding {
-            task: &TASK,
-            round: 2,
-        };
+        let r2 = Binding { digest: &R2 };
         assert_ne!(
             *s_ab,
             *r2.pair_seed(&a.mask_sk, ClientId(10), ClientId(20), &b.mask_pk())
@@ -306,10 +396,7 @@ mod tests {
     #[test]
     fn sealed_shares_open_only_for_the_right_pair() {
         let (a, b) = two_clients();
-        let r = Binding {
-            task: &TASK,
-            round: 7,
-        };
+        let r = Binding { digest: &R1 };
         let ct = r
             .seal(&a.enc_sk, ClientId(1), ClientId(2), &b.enc_pk(), b"share")
             .unwrap();
@@ -323,10 +410,7 @@ mod tests {
             r.open(&b.enc_sk, ClientId(1), ClientId(3), &a.enc_pk(), &ct)
                 .is_err()
         );
-        let other = Binding {
-            task: &TASK,
-            round: 8,
-        };
+        let other = Binding { digest: &R2 };
         assert!(
             other
                 .open(&b.enc_sk, ClientId(1), ClientId(2), &a.enc_pk(), &ct)
@@ -344,16 +428,29 @@ mod tests {
     #[test]
     fn low_order_public_keys_are_refused() {
         let a = RoundKeys::from_secrets([1; 32], [2; 32]);
-        let r = Binding {
-            task: &TASK,
-            round: 1,
-        };
+        let r = Binding { digest: &R1 };
         let zero = [0u8; 32];
         assert_eq!(
             r.pair_seed(&a.mask_sk, ClientId(1), ClientId(9), &zero)
                 .unwrap_err(),
             KeyError::WeakKey(ClientId(9))
         );
+        // The eight-torsion points of Curve25519 (and their non-canonical encodings): all
+        // refused before any exchange; a real key is not.
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        let order8 = [
+            0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f,
+            0xc4, 0x6a, 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16,
+            0x5f, 0x49, 0xb8, 0x00,
+        ];
+        let mut p_minus_1 = [0xff; 32];
+        p_minus_1[0] = 0xec;
+        p_minus_1[31] = 0x7f;
+        for weak in [zero, one, order8, p_minus_1] {
+            assert!(is_low_order(&weak), "{weak:02x?}");
+        }
+        assert!(!is_low_order(&a.mask_pk()));
     }
 
     #[test]
@@ -361,27 +458,32 @@ mod tests {
         let id = Identity::from_secret_bytes(&[8; 32]);
         let (e, m) = ([1u8; 32], [2u8; 32]);
         let ctx = AdvertContext {
-            task: &TASK,
-            round: 4,
+            digest: &R1,
             client: ClientId(5),
             enc_pk: &e,
             mask_pk: &m,
+            self_mask_commitment: &[7; 32],
         };
         let sig = id.sign_advert(&ctx);
         ctx.verify(&id.public(), &sig).unwrap();
-        let replay = AdvertContext { round: 5, ..ctx };
+        let replay = AdvertContext { digest: &R2, ..ctx };
         assert_eq!(
             replay.verify(&id.public(), &sig),
             Err(KeyError::BadSignature(ClientId(5)))
         );
         let other = Identity::from_secret_bytes(&[9; 32]);
         let ctx = AdvertContext {
-            task: &TASK,
-            round: 4,
+            digest: &R1,
             client: ClientId(5),
             enc_pk: &e,
             mask_pk: &m,
+            self_mask_commitment: &[7; 32],
         };
         assert!(ctx.verify(&other.public(), &sig).is_err());
+        let recommitted = AdvertContext {
+            self_mask_commitment: &[8; 32],
+            ..ctx
+        };
+        assert!(recommitted.verify(&id.public(), &sig).is_err());
     }
 }

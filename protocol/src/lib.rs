@@ -9,7 +9,11 @@
 //! argument (`handle_timeout(now)`, `poll_timeout()`), and randomness is injected.
 //!
 //! The two types that matter are [`Client`] and [`Server`]; [`RoundConfig`] is what they
-//! agree on and [`wire`] how their messages travel.
+//! agree on, [`ClientPolicy`] what a device insists on whatever the server says, and [`wire`]
+//! how their messages travel. Against a malicious server the client checks every value it is
+//! sent: the configuration against its policy (the graph seed recomputed, not taken), adverts
+//! against the signed configuration digest, and the survivor list against a quorum of
+//! survivors' signatures before it reveals a single share (`ARCHITECTURE.md`, threat model).
 //!
 //! ```
 //! use std::time::Instant;
@@ -22,8 +26,10 @@
 //! let participants = identities.iter().enumerate()
 //!     .map(|(i, id)| Participant { id: ClientId(i as u64), identity: id.public() })
 //!     .collect();
+//! let beacon = [9; 32]; // on chain, the round's drawn seed
 //! let config = RoundConfig::derive(
-//!     TaskId([0; 32]), 1, participants, ThreatModel::default(), [9; 32], 4, 1.0, 60_000)?;
+//!     TaskId([0; 32]), 1, 0, participants, ThreatModel::default(), beacon, 4, 1.0, 60_000)?;
+//! let policy = ClientPolicy::default(); // the device's own floors
 //! let mut server = Server::new(config, now)?;
 //! let mut rng = ChaCha20Rng::from_seed([1; 32]);
 //! let mut clients: Vec<Option<Client>> = (0..5).map(|_| None).collect();
@@ -32,7 +38,7 @@
 //!         let i = to.0 as usize;
 //!         match msg {
 //!             ServerMessage::Start(config) => {
-//!                 clients[i] = Some(Client::new(config, to, &identities[i], &mut rng, now)?);
+//!                 clients[i] = Some(Client::new(config, to, &identities[i], &policy, &beacon, &mut rng, now)?);
 //!             }
 //!             msg => {
 //!                 let Some(c) = clients[i].as_mut() else { continue };
@@ -61,6 +67,7 @@ pub mod graph;
 pub mod keys;
 pub mod params;
 pub mod phase;
+pub mod policy;
 pub mod server;
 pub mod session;
 pub mod shamir;
@@ -73,5 +80,6 @@ pub use config::{ClientId, ConfigError, Participant, RoundConfig, TaskId};
 pub use keys::{Identity, KeyError};
 pub use params::{GraphParams, ParamError, ThreatModel};
 pub use phase::Phase;
+pub use policy::{ClientPolicy, PolicyError};
 pub use server::{AbortError, RoundOutput, Server, ServerError};
 pub use wire::{ClientMessage, FrameError, ServerMessage};

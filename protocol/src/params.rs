@@ -40,8 +40,9 @@ use serde::{Deserialize, Serialize};
 /// Parts per million: how fractions travel, so that every party computes the same bounds.
 pub const PPM: u32 = 1_000_000;
 
-/// What a round must withstand.
+/// What a round must withstand. In a configuration file a missing field takes its default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ThreatModel {
     /// Expected fraction of clients that drop out during the round, in parts per million.
     pub dropout_ppm: u32,
@@ -163,7 +164,7 @@ impl ThreatModel {
     }
 
     /// `⌈γn⌉`: rounding up is the conservative side for privacy.
-    fn corrupt_count(&self, n: u32) -> u32 {
+    pub(crate) fn corrupt_count(&self, n: u32) -> u32 {
         (u64::from(n) * u64::from(self.corrupt_ppm)).div_ceil(u64::from(PPM)) as u32
     }
 

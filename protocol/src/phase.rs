@@ -1,8 +1,8 @@
-//! The four phases of a SecAgg+ round, named the same on both sides.
+//! The five phases of a SecAgg+ round, named the same on both sides.
 
 use serde::{Deserialize, Serialize};
 
-/// A phase of the round (Bonawitz et al.'s rounds 0–3).
+/// A phase of the round (Bonawitz et al.'s rounds 0–4, the consistency check included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Phase {
     /// Clients advertise signed round keys.
@@ -11,6 +11,8 @@ pub enum Phase {
     ShareKeys,
     /// Clients send masked inputs.
     MaskedInput,
+    /// Survivors sign the list of survivors.
+    Consistency,
     /// Survivors reveal the shares that remove the masks.
     Unmask,
 }
@@ -21,6 +23,7 @@ impl std::fmt::Display for Phase {
             Phase::AdvertiseKeys => "advertise-keys",
             Phase::ShareKeys => "share-keys",
             Phase::MaskedInput => "masked-input",
+            Phase::Consistency => "consistency",
             Phase::Unmask => "unmask",
         })
     }

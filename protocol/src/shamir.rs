@@ -5,7 +5,10 @@
 //! the holder's x-coordinate (its client index + 1, never 0). Any `t` shares rebuild the
 //! secret by Lagrange interpolation at 0; fewer reveal nothing about it. Shares beyond the
 //! first `t` are checked against the interpolated polynomial, so a corrupted share is detected
-//! rather than silently rebuilding a wrong secret.
+//! rather than silently rebuilding a wrong secret. When the caller can recognise the right
+//! secret (it rebuilds a key whose public half, or a seed whose commitment, it knows),
+//! [`reconstruct_checked`] also finds it despite corrupted shares, given a surplus, and names
+//! the holders whose shares were wrong.
 
 use rand_core::Rng;
 use serde::{Deserialize, Serialize};
@@ -137,6 +140,102 @@ pub fn reconstruct(shares: &[Share], t: usize) -> Result<[u8; 32], ShamirError> 
     from_limbs(&limbs).ok_or(ShamirError::Inconsistent)
 }
 
+/// Most `t`-subsets [`reconstruct_checked`] tries before it gives up.
+pub const MAX_SUBSETS: usize = 4096;
+
+/// A secret rebuilt by [`reconstruct_checked`] and the shares found wrong: values outside the
+/// field, and, when at most `(m − t)/2` of the `m` shares disagree with the polynomial found,
+/// those that disagree.
+#[derive(Debug)]
+pub struct Recovered {
+    /// The secret.
+    pub secret: zeroize::Zeroizing<[u8; 32]>,
+    /// The x-coordinates of the shares that disagree with it: their holders lied, or what they
+    /// sent was corrupted on the way.
+    pub wrong: Vec<u64>,
+}
+
+/// Rebuilds the secret that `is_right` recognises from at least `t` shares, some of which may
+/// be corrupted: tries `t`-subsets (in order, at most [`MAX_SUBSETS`]) until one rebuilds a
+/// secret `is_right` accepts. With exactly `t` shares one corrupted share cannot be corrected,
+/// only detected.
+///
+/// # Errors
+/// [`ShamirError::NotEnoughShares`], [`ShamirError::InvalidShare`] (repeated or zero x), or
+/// [`ShamirError::Inconsistent`] when no subset tried rebuilds an accepted secret: the caller
+/// must refuse rather than use a wrong one.
+pub fn reconstruct_checked(
+    shares: &[Share],
+    t: usize,
+    is_right: impl Fn(&[u8; 32]) -> bool,
+) -> Result<Recovered, ShamirError> {
+    if t == 0 {
+        return Err(ShamirError::BadThreshold {
+            threshold: t,
+            holders: shares.len(),
+        });
+    }
+    let xs: Vec<u64> = shares.iter().map(|s| s.x).collect();
+    check_xs(&xs)?;
+    // A value outside the field is corrupted whatever the polynomial.
+    let (usable, mut wrong): (Vec<&Share>, Vec<&Share>) =
+        shares.iter().partition(|s| s.y.iter().all(|&v| v < P));
+    if usable.len() < t {
+        return Err(ShamirError::NotEnoughShares {
+            have: usable.len(),
+            need: t,
+        });
+    }
+    let mut pick: Vec<usize> = (0..t).collect();
+    for _ in 0..MAX_SUBSETS {
+        let basis: Vec<&Share> = pick.iter().map(|&i| usable[i]).collect();
+        let basis_xs: Vec<u64> = basis.iter().map(|s| s.x).collect();
+        let at_zero = lagrange_weights(&basis_xs, 0);
+        let limbs: [u64; LIMBS] =
+            std::array::from_fn(|l| dot(&at_zero, basis.iter().map(|s| s.y[l])));
+        if let Some(secret) = from_limbs(&limbs).map(zeroize::Zeroizing::new)
+            && is_right(&secret)
+        {
+            let off: Vec<&Share> = usable
+                .iter()
+                .copied()
+                .filter(|s| {
+                    let w = lagrange_weights(&basis_xs, s.x);
+                    (0..LIMBS).any(|l| dot(&w, basis.iter().map(|b| b.y[l])) != s.y[l])
+                })
+                .collect();
+            // Within the unique-decoding radius (at most (m − t)/2 shares off) the
+            // polynomial found is the dealer's, so the shares off it are exactly the wrong
+            // ones; beyond it a basis of colluding shares could frame honest holders, so
+            // nobody is named (the secret itself is still the right one).
+            if 2 * off.len() <= usable.len() - t {
+                wrong.extend(off);
+            }
+            let mut wrong: Vec<u64> = wrong.iter().map(|s| s.x).collect();
+            wrong.sort_unstable();
+            return Ok(Recovered { secret, wrong });
+        }
+        if !next_subset(&mut pick, usable.len()) {
+            break;
+        }
+    }
+    Err(ShamirError::Inconsistent)
+}
+
+/// Advances `pick` (strictly increasing indices below `m`) to the next subset of its size in
+/// lexicographic order; `false` after the last.
+fn next_subset(pick: &mut [usize], m: usize) -> bool {
+    let t = pick.len();
+    let Some(i) = (0..t).rev().find(|&i| pick[i] < m - t + i) else {
+        return false;
+    };
+    pick[i] += 1;
+    for j in i + 1..t {
+        pick[j] = pick[j - 1] + 1;
+    }
+    true
+}
+
 fn check_xs(xs: &[u64]) -> Result<(), ShamirError> {
     let mut sorted = xs.to_vec();
     sorted.sort_unstable();
@@ -251,6 +350,46 @@ mod tests {
 
     fn rng() -> ChaCha20Rng {
         ChaCha20Rng::from_seed([4; 32])
+    }
+
+    #[test]
+    fn checked_reconstruction_corrects_with_a_surplus_and_refuses_without_one() {
+        let secret: [u8; 32] = std::array::from_fn(|i| (i * 11 + 3) as u8);
+        let xs: Vec<u64> = (1..=8).collect();
+        let shares = split(&secret, 4, &xs, &mut rng()).unwrap();
+        let is_right = |s: &[u8; 32]| *s == secret;
+        // Two corrupted shares among eight, one of them in the first subset tried, one with a
+        // value outside the field: the secret is found and both holders are named.
+        let mut bad = shares.clone();
+        bad[1].y[0] = add(bad[1].y[0], 5);
+        bad[6].y[4] = P + 1;
+        let got = reconstruct_checked(&bad, 4, is_right).unwrap();
+        assert_eq!(*got.secret, secret);
+        assert_eq!(got.wrong, vec![2, 7]);
+        // Honest shares: nothing named.
+        assert!(
+            reconstruct_checked(&shares, 4, is_right)
+                .unwrap()
+                .wrong
+                .is_empty()
+        );
+        // Exactly t shares with one corrupted: no subset rebuilds the right secret; refused,
+        // never a wrong one.
+        assert_eq!(
+            reconstruct_checked(&bad[..4], 4, is_right).unwrap_err(),
+            ShamirError::Inconsistent
+        );
+        // More corrupted shares than honest ones can outvote: refused too (distinct errors:
+        // equal errors on equally spaced points can cancel at 0 and rebuild the right secret,
+        // which the check would accept, naming nobody).
+        let mut worse = shares.clone();
+        for (i, s) in worse.iter_mut().take(5).enumerate() {
+            s.y[3] = add(s.y[3], 1000 + 31 * (i as u64) * (i as u64));
+        }
+        assert_eq!(
+            reconstruct_checked(&worse, 4, is_right).unwrap_err(),
+            ShamirError::Inconsistent
+        );
     }
 
     #[test]

@@ -13,9 +13,12 @@ use rand_chacha::rand_core::SeedableRng;
 
 use crate::wire::{ClientMessage, ServerMessage};
 use crate::{
-    AbortError, Client, ClientId, ClientPhase, Identity, Participant, RoundConfig, RoundOutput,
-    Server, TaskId, ThreatModel,
+    AbortError, Client, ClientId, ClientPhase, ClientPolicy, Identity, Participant, RoundConfig,
+    RoundOutput, Server, TaskId, ThreatModel,
 };
+
+/// The beacon of every simulated round (the graph seed is derived from it).
+pub const BEACON: [u8; 32] = [2; 32];
 
 /// Why a simulated round could not be run.
 #[derive(Debug, thiserror::Error)]
@@ -57,9 +60,10 @@ pub fn make_config(ids: &[Identity], d: u32, threat: ThreatModel) -> Result<Roun
     RoundConfig::derive(
         TaskId([1; 32]),
         1,
+        0,
         participants,
         threat,
-        [2; 32],
+        BEACON,
         d,
         1.0,
         600_000,
@@ -155,7 +159,16 @@ impl Driver {
                 .ids
                 .get(to.0 as usize)
                 .ok_or_else(|| SimError::Protocol(format!("no identity for {to}")))?;
-            let c = Client::new(config, to, identity, &mut self.rng, self.now).map_err(protocol)?;
+            let c = Client::new(
+                config,
+                to,
+                identity,
+                &ClientPolicy::default(),
+                &BEACON,
+                &mut self.rng,
+                self.now,
+            )
+            .map_err(protocol)?;
             self.clients.insert(to, c);
             return Ok(());
         }
@@ -211,11 +224,12 @@ pub struct PhaseCosts {
     /// Shamir threshold.
     pub t: u32,
     /// Client 0's time per phase: "advertise", "share keys", "open shares", "mask input",
-    /// "unmask reply".
+    /// "sign survivors", "unmask reply" (which verifies the quorum's signatures).
     pub client: BTreeMap<&'static str, Duration>,
     /// One client's floor: k + 1 keystreams of d words.
     pub client_floor: Duration,
-    /// The server's time for the masked inputs, the unmask replies and the unmasking.
+    /// The server's time for the masked inputs, the survivors' signatures, the unmask replies
+    /// and the unmasking.
     pub server: Duration,
     /// The server's floor: a keystream per survivor and k per dropped client, plus the modular
     /// sum of the survivors' vectors.
@@ -234,7 +248,9 @@ pub fn phase_costs(n: usize, d: u32) -> Result<PhaseCosts, SimError> {
     // Client 0's phases, timed one by one against a real round of the others.
     let mut timings = BTreeMap::new();
     let t0 = Instant::now();
-    let mut probe = Client::new(config.clone(), me, &ids[0], &mut rng, now).map_err(protocol)?;
+    let policy = ClientPolicy::default();
+    let mut probe = Client::new(config.clone(), me, &ids[0], &policy, &BEACON, &mut rng, now)
+        .map_err(protocol)?;
     timings.insert("advertise", t0.elapsed());
     let mut driver = Driver::new(config.clone(), identities(n), |id| id == ClientId(0))?;
     for i in (1..n).step_by(10) {
@@ -263,6 +279,7 @@ pub fn phase_costs(n: usize, d: u32) -> Result<PhaseCosts, SimError> {
             let label = match &msg {
                 ServerMessage::Adverts(_) => "share keys",
                 ServerMessage::Shares(_) => "open shares",
+                ServerMessage::Survivors(_) => "sign survivors",
                 ServerMessage::UnmaskRequest(_) => "unmask reply",
                 _ => "other",
             };
@@ -283,7 +300,9 @@ pub fn phase_costs(n: usize, d: u32) -> Result<PhaseCosts, SimError> {
                 moved = true;
                 let is_data = matches!(
                     msg,
-                    ClientMessage::MaskedChunk(_) | ClientMessage::Unmask(_)
+                    ClientMessage::MaskedChunk(_)
+                        | ClientMessage::Survivors(_)
+                        | ClientMessage::Unmask(_)
                 );
                 let t0 = Instant::now();
                 let _ = driver.server.handle(id, msg, driver.now);

@@ -17,7 +17,7 @@ use crate::config::{ClientId, RoundConfig};
 use crate::shamir::Share;
 
 /// The version byte every frame starts with.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 /// Largest frame body (version byte + message), in bytes.
 pub const MAX_FRAME_BYTES: usize = 1 << 20;
 /// Words per masked-input chunk: 256 KiB of data per frame.
@@ -34,7 +34,9 @@ pub enum ClientMessage {
     Shares(ShareUpload),
     /// Phase 3: a slice of its masked input.
     MaskedChunk(MaskedChunk),
-    /// Phase 4: the shares the server asked for.
+    /// Phase 4: its signature on the survivor list.
+    Survivors(SurvivorSignature),
+    /// Phase 5: the shares the server asked for.
     Unmask(UnmaskResponse),
 }
 
@@ -47,7 +49,11 @@ pub enum ServerMessage {
     Adverts(Vec<KeyAdvert>),
     /// Phase 2 result: the shares the receiver's neighbours encrypted to it.
     Shares(Vec<SealedShare>),
-    /// Phase 4 request: whose self-mask shares and whose key shares to reveal.
+    /// Phase 3 result: every client whose whole masked input arrived, sorted by id; the
+    /// receiver signs it.
+    Survivors(Vec<ClientId>),
+    /// Phase 4 result: the survivors' signatures on that list; the receiver reveals shares
+    /// once enough verify.
     UnmaskRequest(UnmaskRequest),
     /// The round finished; these clients' inputs are in the sum.
     Finished(Vec<ClientId>),
@@ -64,7 +70,10 @@ pub struct KeyAdvert {
     pub enc_pk: [u8; 32],
     /// X25519 key for mask agreement.
     pub mask_pk: [u8; 32],
-    /// ed25519 signature over (task, round, client, enc_pk, mask_pk).
+    /// SHA-256 commitment to the client's self-mask seed: the server checks the seed it
+    /// rebuilds against it.
+    pub self_mask_commitment: [u8; 32],
+    /// ed25519 signature over (configuration digest, client, enc_pk, mask_pk, commitment).
     #[serde(with = "serde_bytes")]
     pub signature: [u8; 64],
 }
@@ -112,13 +121,23 @@ pub struct MaskedChunk {
     pub words: Vec<u8>,
 }
 
-/// The server's request in phase 4, restricted to the receiver's neighbours.
+/// A survivor's ed25519 signature on the survivor list of a round.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SurvivorSignature {
+    /// The signer.
+    pub client: ClientId,
+    /// Over (configuration digest, signer, SHA-256 of the list).
+    #[serde(with = "serde_bytes")]
+    pub signature: [u8; 64],
+}
+
+/// The server's request in phase 5: the signatures on the survivor list. The receiver reveals
+/// the self-mask shares of its neighbours on the list and the mask-key shares of those that
+/// shared keys but are not on it; the list alone decides which, the server names no one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnmaskRequest {
-    /// Neighbours whose masked input arrived: reveal their self-mask shares.
-    pub survivors: Vec<ClientId>,
-    /// Neighbours who shared keys but sent no input: reveal their mask-key shares.
-    pub dropped: Vec<ClientId>,
+    /// At least [`crate::RoundConfig::consistency_quorum`] distinct survivors' signatures.
+    pub signatures: Vec<SurvivorSignature>,
 }
 
 /// A client's answer to an [`UnmaskRequest`].
@@ -319,12 +338,12 @@ mod tests {
         long.push(0);
         assert_eq!(decode::<ClientMessage>(&long), Err(FrameError::Trailing(1)));
         let mut v2 = f.clone();
-        v2[HEADER_BYTES] = 2;
+        v2[HEADER_BYTES] = 1;
         assert_eq!(
             decode::<ClientMessage>(&v2),
             Err(FrameError::Version {
-                got: 2,
-                supported: 1
+                got: 1,
+                supported: 2
             })
         );
         let huge = ((MAX_FRAME_BYTES + 1) as u32).to_le_bytes();

@@ -12,32 +12,40 @@ use flock_protocol::{
 use support::{Round, config};
 
 #[test]
-fn a_server_asking_for_both_shares_of_a_peer_is_refused() {
+fn a_survivor_list_shown_to_one_client_only_gets_no_shares_and_the_round_is_exact() {
     let (config, ids) = config(10, 16, 21);
     let victim = config.participants[0].id;
+    let dropped = config.participants[1].id;
     let mut round = Round::new(config, ids, 21);
+    // The victim alone is told that another client's input never arrived. It signs what it
+    // was shown; that signature covers no list anyone else signed, so it can never gather a
+    // quorum for it and reveals nothing; the others' answers unmask the round.
     round.tamper_server = Some(Box::new(move |to, msg| {
-        if let (true, ServerMessage::UnmaskRequest(req)) = (to == victim, msg) {
-            let peer = req.survivors[0];
-            req.dropped.push(peer);
+        if let (true, ServerMessage::Survivors(list)) = (to == victim, msg) {
+            list.retain(|&c| c != dropped);
         }
     }));
-    // The victim refuses and stays silent; its neighbours' answers still unmask the round.
+    let revealed = std::rc::Rc::new(std::cell::Cell::new(false));
+    let flag = revealed.clone();
+    round.tamper_client = Some(Box::new(move |from, msg| {
+        if from == victim && matches!(msg, ClientMessage::Unmask(_)) {
+            flag.set(true);
+        }
+    }));
     let out = round.run().unwrap();
-    let errors = &round.client_errors[&victim];
     assert!(
-        matches!(errors[0], ClientError::RevealBoth(_)),
-        "{errors:?}"
+        !revealed.get(),
+        "the victim revealed shares for a list nobody else signed"
     );
     assert!(
-        errors[0]
-            .to_string()
-            .contains("refusing to reveal its input")
+        round.server_errors.iter().any(|e| matches!(
+            e,
+            ServerError::Invalid { phase: Phase::Consistency, from, .. } if *from == victim
+        )),
+        "{:?}",
+        round.server_errors
     );
-    assert!(matches!(
-        round.clients[&victim].outcome(),
-        Some(Err(ClientError::RevealBoth(_)))
-    ));
+    assert!(out.contributors.contains(&victim));
     assert!(out.sum == round.plain_sum(&out.contributors));
 }
 
@@ -64,7 +72,7 @@ fn a_tampered_advert_is_rejected_by_the_client() {
 
 #[test]
 fn a_replayed_advert_is_rejected_by_server_and_clients() {
-    // Record every advert of round 22, then replay one into round 23.
+    // Record every advert of one attempt, then replay one into the next attempt of the round.
     let (config, ids) = config(6, 8, 23);
     let recorded = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     let mut first = Round::new(config.clone(), support::identities(6, 23), 1);
@@ -78,7 +86,8 @@ fn a_replayed_advert_is_rejected_by_server_and_clients() {
     let old = recorded.borrow()[0].clone();
 
     let mut next = config.clone();
-    next.round += 1;
+    next.attempt += 1;
+    support::reseed(&mut next);
     // To the server: the replay is refused and its sender excluded.
     let mut server = Server::new(next.clone(), std::time::Instant::now()).unwrap();
     let err = server.handle(
@@ -193,10 +202,12 @@ fn unsafe_configurations_are_refused_by_the_client() {
     let me = config.participants[0].id;
     let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(1);
     let now = std::time::Instant::now();
+    let policy = flock_protocol::ClientPolicy::default();
+    let beacon = support::beacon(26);
 
     let mut low = config.clone();
     low.threshold = low.degree / 2;
-    let err = flock_protocol::Client::new(low, me, identity, &mut rng, now)
+    let err = flock_protocol::Client::new(low, me, identity, &policy, &beacon, &mut rng, now)
         .err()
         .unwrap();
     assert!(
@@ -209,7 +220,7 @@ fn unsafe_configurations_are_refused_by_the_client() {
 
     let mut wide = config.clone();
     wide.bits = 31;
-    let err = flock_protocol::Client::new(wide, me, identity, &mut rng, now)
+    let err = flock_protocol::Client::new(wide, me, identity, &policy, &beacon, &mut rng, now)
         .err()
         .unwrap();
     assert!(err.to_string().contains("does not fit in 32 bits"), "{err}");
@@ -218,7 +229,7 @@ fn unsafe_configurations_are_refused_by_the_client() {
     sparse.degree = 2;
     sparse.threshold = 2;
     sparse.min_clients = 2;
-    let err = flock_protocol::Client::new(sparse, me, identity, &mut rng, now)
+    let err = flock_protocol::Client::new(sparse, me, identity, &policy, &beacon, &mut rng, now)
         .err()
         .unwrap();
     assert!(
@@ -230,11 +241,32 @@ fn unsafe_configurations_are_refused_by_the_client() {
     );
 
     config.participants.swap(0, 1);
-    let err = flock_protocol::Client::new(config, me, identity, &mut rng, now)
+    let err = flock_protocol::Client::new(config, me, identity, &policy, &beacon, &mut rng, now)
         .err()
         .unwrap();
     assert!(
         matches!(err, ClientError::Config(ConfigError::Participants(_))),
         "{err}"
     );
+}
+
+#[test]
+fn a_corrupted_unmask_share_is_outvoted_and_its_holder_named() {
+    // k = 6, t = 4: each survivor's seed has six holders, so one wrong share is both corrected
+    // (the rebuilt seed must match its signed commitment) and pinned on its holder.
+    let (config, ids) = config(20, 16, 27);
+    assert_eq!((config.degree, config.threshold), (6, 4));
+    let liar = config.participants[3].id;
+    let mut round = Round::new(config, ids, 27);
+    round.tamper_client = Some(Box::new(move |from, msg| {
+        if let (true, ClientMessage::Unmask(r)) = (from == liar, msg) {
+            for (_, share) in &mut r.self_mask_shares {
+                share.y[0] ^= 1;
+            }
+        }
+    }));
+    let out = round.run().unwrap();
+    assert_eq!(out.contributors.len(), 20);
+    assert!(out.sum == round.plain_sum(&out.contributors));
+    assert_eq!(out.suspects, vec![liar]);
 }

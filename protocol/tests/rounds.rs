@@ -14,11 +14,12 @@ use flock_protocol::{AbortError, ClientError, ClientId, Phase};
 use proptest::prelude::*;
 use support::{Drop, Round, config};
 
-const EARLY: [Drop; 5] = [
+const EARLY: [Drop; 6] = [
     Drop::BeforeAdvert,
     Drop::BeforeShares,
     Drop::BeforeInput,
     Drop::AfterInput,
+    Drop::BeforeSignature,
     Drop::BeforeUnmask,
 ];
 
@@ -168,6 +169,7 @@ fn the_next_round_goes_on_after_an_abort() {
     assert!(failed.run().is_err());
     let mut next = config.clone();
     next.round += 1;
+    support::reseed(&mut next);
     let mut round = Round::new(next, ids, 2);
     let out = round.run().unwrap();
     assert_eq!(out.contributors.len(), 5);
@@ -208,7 +210,7 @@ proptest! {
         n in 2usize..=60,
         d in 1u32..16,
         seed in any::<u8>(),
-        drops in proptest::collection::vec((any::<prop::sample::Index>(), 0usize..4), 1..40),
+        drops in proptest::collection::vec((any::<prop::sample::Index>(), 0usize..EARLY.len()), 1..40),
     ) {
         let (config, ids) = config(n, d, seed);
         let mut round = Round::new(config.clone(), ids, u64::from(seed));
@@ -244,8 +246,16 @@ fn a_silent_server_times_the_client_out() {
     let now = std::time::Instant::now();
     let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(3);
     let me = config.participants[0].id;
-    let mut client =
-        flock_protocol::Client::new(config.clone(), me, &ids[0], &mut rng, now).unwrap();
+    let mut client = flock_protocol::Client::new(
+        config.clone(),
+        me,
+        &ids[0],
+        &flock_protocol::ClientPolicy::default(),
+        &support::beacon(14),
+        &mut rng,
+        now,
+    )
+    .unwrap();
     let deadline = client.poll_timeout().unwrap();
     assert_eq!(deadline, now + config.phase_timeout());
     client.handle_timeout(deadline - std::time::Duration::from_millis(1));

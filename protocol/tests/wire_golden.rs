@@ -11,7 +11,7 @@ use flock_protocol::session::{AgentMessage, AggregatorMessage};
 use flock_protocol::shamir::Share;
 use flock_protocol::wire::{
     self, ClientMessage, KeyAdvert, MaskedChunk, SealedShare, ServerMessage, ShareUpload,
-    UnmaskRequest, UnmaskResponse,
+    SurvivorSignature, UnmaskRequest, UnmaskResponse,
 };
 use flock_protocol::{ClientId, Participant, RoundConfig, TaskId, ThreatModel};
 use proptest::prelude::*;
@@ -32,6 +32,7 @@ fn advert(c: u64) -> KeyAdvert {
         client: ClientId(c),
         enc_pk: [0xE0 | c as u8; 32],
         mask_pk: [0x40 | c as u8; 32],
+        self_mask_commitment: [0xC0 | c as u8; 32],
         signature: [0x5A; 64],
     }
 }
@@ -65,6 +66,13 @@ fn client_samples() -> Vec<(&'static str, ClientMessage)> {
             }),
         ),
         (
+            "client-survivors",
+            ClientMessage::Survivors(SurvivorSignature {
+                client: ClientId(7),
+                signature: [0x5B; 64],
+            }),
+        ),
+        (
             "client-unmask",
             ClientMessage::Unmask(UnmaskResponse {
                 client: ClientId(7),
@@ -79,6 +87,7 @@ fn server_samples() -> Vec<(&'static str, ServerMessage)> {
     let config = RoundConfig {
         task: TaskId([0x7A; 32]),
         round: 42,
+        attempt: 1,
         participants: (0..3)
             .map(|i| Participant {
                 id: ClientId(i * 10),
@@ -111,9 +120,21 @@ fn server_samples() -> Vec<(&'static str, ServerMessage)> {
         (
             "server-unmask-request",
             ServerMessage::UnmaskRequest(UnmaskRequest {
-                survivors: vec![ClientId(3)],
-                dropped: vec![ClientId(9)],
+                signatures: vec![
+                    SurvivorSignature {
+                        client: ClientId(3),
+                        signature: [0x5C; 64],
+                    },
+                    SurvivorSignature {
+                        client: ClientId(7),
+                        signature: [0x5D; 64],
+                    },
+                ],
             }),
+        ),
+        (
+            "server-survivors",
+            ServerMessage::Survivors(vec![ClientId(3), ClientId(7)]),
         ),
         (
             "server-finished",

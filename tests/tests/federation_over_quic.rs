@@ -140,7 +140,7 @@ async fn a_restarted_aggregator_continues_with_the_next_round() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn agents_vanishing_at_each_phase_leave_exact_rounds() {
     use flock_protocol::ClientPhase::{
-        AwaitingAdverts, AwaitingResult, AwaitingShares, AwaitingUnmaskRequest,
+        AwaitingAdverts, AwaitingResult, AwaitingShares, AwaitingSurvivors,
     };
     const AGENTS: usize = 8;
     const ROUNDS: u64 = 5;
@@ -151,7 +151,7 @@ async fn agents_vanishing_at_each_phase_leave_exact_rounds() {
     let plan = [
         (1, AwaitingAdverts),
         (2, AwaitingShares),
-        (3, AwaitingUnmaskRequest),
+        (3, AwaitingSurvivors),
         (4, AwaitingResult),
     ];
     let agents = fed.agents(addr, &seen, |i, b| match plan.get(i) {

@@ -134,12 +134,9 @@ async fn hostile_streams_are_refused_while_the_rounds_go_on() {
         }),
     };
     frames::send(&conn, &wrong_phase).await.unwrap();
-    let text = wait_for_metric(metrics, "flock_aggregator_refused_messages_total 1").await;
-    assert!(
-        text.lines()
-            .any(|l| l == "flock_aggregator_bad_streams_total 3"),
-        "{text}"
-    );
+    // Each stream is read on its own task: the counts arrive in any order.
+    wait_for_metric(metrics, "flock_aggregator_refused_messages_total 1").await;
+    wait_for_metric(metrics, "flock_aggregator_bad_streams_total 3").await;
 
     // The last agent joins and the rounds run while the intruder keeps sending junk and
     // wrong-phase messages (bounded), until the aggregator closes at the end of the task.

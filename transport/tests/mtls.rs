@@ -72,6 +72,7 @@ fn advert(id: u64) -> ClientMessage {
         client: ClientId(id),
         enc_pk: [1; 32],
         mask_pk: [2; 32],
+        self_mask_commitment: [4; 32],
         signature: [3; 64],
     })
 }

@@ -166,7 +166,7 @@ impl AgentBuilder {
         }
         state.client = Some(client.0);
         #[allow(unused_mut)]
-        let mut session = Session::new(identity, &cfg.task, state, masker);
+        let mut session = Session::new(identity, &cfg.task, cfg.secagg, state, masker);
         #[cfg(feature = "test-hooks")]
         session.vanish_at(self.vanish_at);
         let (gate, evaluations, follower) = match chain {

@@ -20,6 +20,15 @@
 //! state_dir = "state"
 //! backend = "auto"      # auto | cpu | gpu
 //!
+//! [secagg]              # this device's floors, whatever the aggregator's round says
+//! min_participants = 4  # fewest devices in a round
+//! min_contributors = 3  # fewest inputs a sum may hold
+//! max_attempts = 8      # attempts of one round this device takes part in
+//! [secagg.floor]        # the round's threat model must be at least this strong
+//! dropout_ppm = 100000
+//! corrupt_ppm = 0
+//! failure_bits = 40
+//!
 //! [chain]               # optional: the task on chain
 //! rpc = "http://127.0.0.1:8545"
 //! task = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -53,6 +62,10 @@ pub struct AgentConfig {
     pub agent: AgentSection,
     /// `[chain]`: the task on chain (FL Alliance), if the federation uses one.
     pub chain: Option<ChainSection>,
+    /// `[secagg]`: the device's own floors for every SecAgg+ round (defaults:
+    /// [`flock_protocol::ClientPolicy::default`]).
+    #[serde(default)]
+    pub secagg: flock_protocol::ClientPolicy,
 }
 
 /// `[chain]`.

@@ -12,7 +12,8 @@ use flock_model::{ModelId, ModelSpec, Params, file};
 use flock_protocol::session::{AgentMessage, AggregatorMessage, MODEL_CHUNK_BYTES};
 use flock_protocol::wire::ServerMessage;
 use flock_protocol::{
-    Client, ClientId, ClientPhase, Identity, Participant, RoundConfig, Server, TaskId, ThreatModel,
+    Client, ClientId, ClientPhase, ClientPolicy, Identity, Participant, RoundConfig, Server,
+    TaskId, ThreatModel,
 };
 use flock_transport::TransportError;
 use rand_chacha::ChaCha20Rng;
@@ -151,6 +152,7 @@ fn rig(name: &str, gate: Option<Arc<dyn ModelGate>>) -> Rig {
     let session = Session::new(
         Identity::from_secret_bytes(&[42; 32]),
         TASK,
+        ClientPolicy::default(),
         state,
         Masker::Cpu,
     );
@@ -225,9 +227,10 @@ fn round_config(participants: Vec<Participant>) -> RoundConfig {
     RoundConfig::derive(
         TaskId::from_name(TASK),
         1,
+        0,
         participants,
         threat,
-        [5; 32],
+        [0; 32],
         len as u32,
         2.0,
         30_000,
@@ -271,7 +274,16 @@ async fn a_round_against_a_scripted_aggregator() {
             let id = ClientId::from_identity(&p.public());
             (
                 id,
-                Client::new(config.clone(), id, p, &mut rng, now).unwrap(),
+                Client::new(
+                    config.clone(),
+                    id,
+                    p,
+                    &ClientPolicy::default(),
+                    &[0; 32],
+                    &mut rng,
+                    now,
+                )
+                .unwrap(),
             )
         })
         .collect();

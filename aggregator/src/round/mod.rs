@@ -30,8 +30,6 @@ use flock_model::{ModelId, Params};
 use flock_protocol::session::{AgentMessage, AggregatorMessage};
 use flock_protocol::wire::ServerMessage;
 use flock_protocol::{ClientId, ConfigError, Participant, RoundConfig, Server, TaskId};
-use rand_chacha::ChaCha20Rng;
-use rand_chacha::rand_core::{Rng, SeedableRng};
 use tracing::{debug, info, warn};
 
 pub use build::BuildError;
@@ -177,8 +175,8 @@ pub(crate) struct RoundMachine {
     state: TaskState,
     round: Option<Running>,
     attempts: u64,
-    /// Graph seeds of the rounds.
-    rng: ChaCha20Rng,
+    /// The round last started and how many attempts of it have started.
+    round_attempts: (u64, u64),
     transmits: VecDeque<(ClientId, AggregatorMessage)>,
     events: VecDeque<Event>,
     summaries: Vec<RoundSummary>,
@@ -186,13 +184,11 @@ pub(crate) struct RoundMachine {
 }
 
 impl RoundMachine {
-    /// A machine for `config`'s task, continuing from `restored`, governed by `governance`;
-    /// `seed` seeds the rounds' neighbour-graph seeds.
+    /// A machine for `config`'s task, continuing from `restored`, governed by `governance`.
     pub(crate) fn new(
         config: Config,
         restored: Restored,
         governance: Governance,
-        seed: [u8; 32],
         metrics: Arc<Metrics>,
     ) -> Result<Self, serde_json::Error> {
         let info = TaskInfo {
@@ -215,7 +211,7 @@ impl RoundMachine {
             state: restored.state,
             round: None,
             attempts: 0,
-            rng: ChaCha20Rng::from_seed(seed),
+            round_attempts: (0, 0),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             summaries: Vec::new(),
@@ -407,17 +403,24 @@ impl RoundMachine {
         };
         let ids: Vec<ClientId> = chosen.iter().map(|p| p.id).collect();
         let secagg = &self.config.secagg;
-        let mut graph_seed = [0u8; 32];
-        self.rng.fill_bytes(&mut graph_seed);
+        // Attempts are numbered within the round, from 0: devices cap how many they join.
+        let attempt_in_round = match self.round_attempts {
+            (round, count) if round == number => count,
+            _ => 0,
+        };
+        self.round_attempts = (number, attempt_in_round + 1);
         let words = flock_model::contribution::vector_len(self.global.len());
         let vector_len =
             u32::try_from(words).map_err(|_| refused(ConfigError::VectorLen(u32::MAX)))?;
+        // The graph seed is derived from the round, the attempt and the participants; the
+        // beacon is zero (devices recompute the seed and refuse any other).
         let config = RoundConfig::derive(
             self.task,
             number,
+            attempt_in_round,
             chosen,
             secagg.threat(),
-            graph_seed,
+            [0; 32],
             vector_len,
             secagg.clip_norm,
             secagg.phase_timeout_ms,

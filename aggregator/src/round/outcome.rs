@@ -36,6 +36,13 @@ impl RoundMachine {
     /// Turns a secure sum into the candidate model; off chain it becomes the global model at
     /// once, on chain it waits for the vote.
     pub(super) fn finish(&mut self, r: Running, output: RoundOutput, now: Instant) {
+        for suspect in &output.suspects {
+            warn!(
+                round = r.number,
+                client = %suspect,
+                "revealed a share that is not on its secret's polynomial (outvoted by the others)"
+            );
+        }
         let config = r.server.config();
         let built = build::build(
             config,

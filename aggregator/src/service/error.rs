@@ -36,9 +36,6 @@ pub enum ServeError {
     /// The task description for the agents could not be encoded.
     #[error("the task description: {0}")]
     TaskInfo(#[source] serde_json::Error),
-    /// The operating system gave no randomness (for the rounds' graph seeds).
-    #[error("no system randomness: {0}")]
-    NoRandomness(String),
     /// A blocking task (the store's reads and writes run on them) panicked or was cancelled.
     #[error("a worker of the store stopped: {0}")]
     Worker(String),

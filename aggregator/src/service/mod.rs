@@ -108,9 +108,7 @@ pub async fn serve(
             settings,
         )
     });
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| ServeError::NoRandomness(e.to_string()))?;
-    let machine = RoundMachine::new(config, restored, governance, seed, metrics.clone())
+    let machine = RoundMachine::new(config, restored, governance, metrics.clone())
         .map_err(ServeError::TaskInfo)?;
 
     let (net_tx, net_rx) = mpsc::unbounded_channel();

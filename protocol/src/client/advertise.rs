@@ -26,7 +26,7 @@ impl Client {
             if self.peers.contains_key(&peer) {
                 return Err(ClientError::Duplicate(peer));
             }
-            verify_advert(&self.config, index, &advert)?;
+            verify_advert(&self.config, &self.digest, index, &advert)?;
             if !keys_seen.insert(advert.enc_pk) || !keys_seen.insert(advert.mask_pk) {
                 return Err(ClientError::DuplicateKey(peer));
             }
@@ -105,7 +105,7 @@ mod tests {
     use crate::keys::{AdvertContext, Identity};
     use crate::params::ThreatModel;
     use crate::wire::KeyAdvert;
-    use crate::{Client, ClientError};
+    use crate::{Client, ClientError, ClientPolicy};
 
     #[test]
     fn two_validly_signed_adverts_with_one_key_are_refused() {
@@ -123,6 +123,7 @@ mod tests {
         let config = RoundConfig::derive(
             TaskId([1; 32]),
             1,
+            0,
             participants,
             ThreatModel::default(),
             [2; 32],
@@ -136,6 +137,8 @@ mod tests {
             config.clone(),
             ClientId(0),
             &ids[0],
+            &ClientPolicy::default(),
+            &[2; 32],
             &mut rng,
             Instant::now(),
         )
@@ -146,18 +149,20 @@ mod tests {
             .map(|i| {
                 let enc_pk = [10 + i; 32];
                 let mask_pk = if i <= 2 { shared } else { [20 + i; 32] };
+                let digest = config.digest();
                 let ctx = AdvertContext {
-                    task: &config.task,
-                    round: 1,
+                    digest: &digest,
                     client: ClientId(u64::from(i)),
                     enc_pk: &enc_pk,
                     mask_pk: &mask_pk,
+                    self_mask_commitment: &[0; 32],
                 };
                 let signature = ids[i as usize].sign_advert(&ctx);
                 KeyAdvert {
                     client: ClientId(u64::from(i)),
                     enc_pk,
                     mask_pk,
+                    self_mask_commitment: [0; 32],
                     signature,
                 }
             })

@@ -3,6 +3,7 @@
 use crate::config::{ClientId, ConfigError};
 use crate::keys::KeyError;
 use crate::phase::Phase;
+use crate::policy::PolicyError;
 
 /// Why a client refused a message or aborted the round.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -11,6 +12,9 @@ pub enum ClientError {
     /// The configuration is unsafe or malformed.
     #[error("refusing the round configuration: {0}")]
     Config(#[from] ConfigError),
+    /// The configuration is below the device's own floors.
+    #[error("refusing the round under this device's policy: {0}")]
+    Policy(#[from] PolicyError),
     /// A message arrived that this phase does not accept.
     #[error("unexpected {got} message while {state}")]
     UnexpectedMessage {
@@ -44,9 +48,18 @@ pub enum ClientError {
         /// Threshold.
         need: usize,
     },
-    /// The server asked for both shares of one peer: answering would reveal its input.
-    #[error("the server asked for both shares of client {0}; refusing to reveal its input")]
-    RevealBoth(ClientId),
+    /// The survivor list, or a signature on it, is malformed.
+    #[error("survivor list refused: {0}")]
+    SurvivorList(&'static str),
+    /// Fewer survivors (or valid signatures on the list) than the consistency quorum: the
+    /// server could be showing other clients another list.
+    #[error("{have} survivors signed the list, the consistency quorum is {need}")]
+    NotEnoughSurvivors {
+        /// Survivors or signatures.
+        have: usize,
+        /// [`crate::RoundConfig::consistency_quorum`].
+        need: usize,
+    },
     /// The input vector has the wrong length.
     #[error("input has {got} words, the round expects {expected}")]
     InputLength {

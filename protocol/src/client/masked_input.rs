@@ -68,7 +68,7 @@ impl Client {
                     words: words_to_bytes(chunk),
                 }));
         }
-        self.state = State::AwaitingUnmaskRequest;
+        self.state = State::AwaitingSurvivors;
         Ok(())
     }
 

@@ -7,10 +7,19 @@
 //! masks it elsewhere, say on a GPU, with the masks of [`Client::input_masks`] and hands over
 //! the result ([`Client::submit_masked_input`]).
 //!
+//! The client trusts the server for nothing it can check: the configuration must pass the
+//! device's [`ClientPolicy`], and it reveals shares only for a survivor list that a quorum of
+//! survivors signed ([`RoundConfig::consistency_quorum`]), deciding from that list alone whose
+//! shares to reveal. The one message that reveals shares is the [`ClientMessage::Unmask`] it
+//! polls: a caller that must record, durably and first, that it contributed to this attempt
+//! does so before sending it.
+//!
 //! One file per phase: `advertise.rs` (keys in, shares out), `share_keys.rs` (shares in),
-//! `masked_input.rs` (input out), `unmask.rs` (request in, shares out).
+//! `masked_input.rs` (input out), `consistency.rs` (survivor list in, signature out),
+//! `unmask.rs` (signatures in, shares out).
 
 mod advertise;
+mod consistency;
 mod error;
 mod masked_input;
 mod share_keys;
@@ -27,8 +36,9 @@ use zeroize::Zeroizing;
 
 use crate::config::{ClientId, ConfigError, RoundConfig};
 use crate::graph::NeighbourGraph;
-use crate::keys::{AdvertContext, Binding, Identity, RoundKeys};
+use crate::keys::{AdvertContext, Binding, Identity, RoundKeys, self_mask_commitment};
 use crate::phase::Phase;
+use crate::policy::ClientPolicy;
 use crate::wire::{ClientMessage, KeyAdvert, ServerMessage, ShareBundle};
 
 /// What the client is waiting for.
@@ -40,7 +50,9 @@ pub enum ClientPhase {
     AwaitingShares,
     /// The caller must provide the input ([`Client::submit_input`]).
     AwaitingInput,
-    /// Its masked input is sent; the unmask request is awaited.
+    /// Its masked input is sent; the survivor list is awaited.
+    AwaitingSurvivors,
+    /// It signed the survivor list; the signatures (the unmask request) are awaited.
     AwaitingUnmaskRequest,
     /// Its unmask response is sent; the result is awaited.
     AwaitingResult,
@@ -54,6 +66,7 @@ enum State {
     AwaitingAdverts,
     AwaitingShares,
     AwaitingInput,
+    AwaitingSurvivors,
     AwaitingUnmaskRequest,
     AwaitingResult,
     Finished(Vec<ClientId>),
@@ -71,6 +84,9 @@ pub struct Client {
     id: ClientId,
     index: u32,
     config: RoundConfig,
+    /// [`RoundConfig::digest`]: what every signature and derived key is bound to.
+    digest: [u8; 32],
+    identity: Identity,
     graph: NeighbourGraph,
     keys: RoundKeys,
     self_seed: Zeroizing<[u8; 32]>,
@@ -82,22 +98,31 @@ pub struct Client {
     peers: BTreeMap<ClientId, PeerKeys>,
     /// Shares this client holds, by the neighbour that sent them.
     held: BTreeMap<ClientId, ShareBundle>,
+    /// The survivor list it signed, and its hash.
+    survivors: Vec<ClientId>,
+    survivors_hash: [u8; 32],
 }
 
 impl Client {
-    /// Joins the round described by `config` as `id`: checks the configuration, draws the
-    /// round's secrets from `rng` and queues the signed key advert.
+    /// Joins the round described by `config` as `id`: checks the configuration (its own
+    /// consistency, then the device's `policy`, with the graph seed recomputed from `beacon`:
+    /// the round's seed on chain, zero off chain), draws the round's secrets from `rng` and
+    /// queues the signed key advert.
     ///
     /// # Errors
-    /// [`ClientError::Config`] if the configuration is unsafe or `id` is not a participant.
+    /// [`ClientError::Config`] if the configuration is unsafe or `id` is not a participant,
+    /// [`ClientError::Policy`] if it is below the device's floors.
     pub fn new<R: CryptoRng + ?Sized>(
         config: RoundConfig,
         id: ClientId,
         identity: &Identity,
+        policy: &ClientPolicy,
+        beacon: &[u8; 32],
         rng: &mut R,
         now: Instant,
     ) -> Result<Self, ClientError> {
         config.validate()?;
+        policy.check(&config, beacon)?;
         let index = config
             .index_of(id)
             .ok_or(ConfigError::NotAParticipant(id))?;
@@ -109,12 +134,14 @@ impl Client {
         let self_seed = Zeroizing::new(part(2));
         let rng = ChaCha20Rng::from_seed(part(3));
         let (enc_pk, mask_pk) = (keys.enc_pk(), keys.mask_pk());
+        let digest = config.digest();
+        let commitment = self_mask_commitment(&digest, id, &self_seed);
         let signature = identity.sign_advert(&AdvertContext {
-            task: &config.task,
-            round: config.round,
+            digest: &digest,
             client: id,
             enc_pk: &enc_pk,
             mask_pk: &mask_pk,
+            self_mask_commitment: &commitment,
         });
         let deadline = now + config.phase_timeout();
         let mut outbox = VecDeque::new();
@@ -122,12 +149,15 @@ impl Client {
             client: id,
             enc_pk,
             mask_pk,
+            self_mask_commitment: commitment,
             signature,
         }));
         Ok(Self {
             id,
             index,
             config,
+            digest,
+            identity: identity.duplicate(),
             graph,
             keys,
             self_seed,
@@ -137,6 +167,8 @@ impl Client {
             deadline,
             peers: BTreeMap::new(),
             held: BTreeMap::new(),
+            survivors: Vec::new(),
+            survivors_hash: [0; 32],
         })
     }
 
@@ -154,6 +186,7 @@ impl Client {
                 self.state = State::Finished(contributors);
                 Ok(())
             }
+            (State::AwaitingSurvivors, ServerMessage::Survivors(list)) => self.on_survivors(list),
             (State::AwaitingUnmaskRequest, ServerMessage::UnmaskRequest(request)) => {
                 self.on_unmask_request(request)
             }
@@ -197,6 +230,7 @@ impl Client {
             State::AwaitingAdverts => ClientPhase::AwaitingAdverts,
             State::AwaitingShares => ClientPhase::AwaitingShares,
             State::AwaitingInput => ClientPhase::AwaitingInput,
+            State::AwaitingSurvivors => ClientPhase::AwaitingSurvivors,
             State::AwaitingUnmaskRequest => ClientPhase::AwaitingUnmaskRequest,
             State::AwaitingResult => ClientPhase::AwaitingResult,
             State::Finished(_) => ClientPhase::Finished,
@@ -232,8 +266,7 @@ impl Client {
 
     fn binding(&self) -> Binding<'_> {
         Binding {
-            task: &self.config.task,
-            round: self.config.round,
+            digest: &self.digest,
         }
     }
 
@@ -241,7 +274,8 @@ impl Client {
         match self.state {
             State::AwaitingAdverts => Phase::AdvertiseKeys,
             State::AwaitingShares => Phase::ShareKeys,
-            State::AwaitingInput | State::AwaitingUnmaskRequest => Phase::MaskedInput,
+            State::AwaitingInput | State::AwaitingSurvivors => Phase::MaskedInput,
+            State::AwaitingUnmaskRequest => Phase::Consistency,
             _ => Phase::Unmask,
         }
     }
@@ -251,6 +285,7 @@ impl Client {
             State::AwaitingAdverts => "awaiting adverts",
             State::AwaitingShares => "awaiting shares",
             State::AwaitingInput => "awaiting the local input",
+            State::AwaitingSurvivors => "awaiting the survivor list",
             State::AwaitingUnmaskRequest => "awaiting the unmask request",
             State::AwaitingResult => "awaiting the result",
             State::Finished(_) => "finished",
@@ -286,6 +321,7 @@ fn message_name(m: &ServerMessage) -> &'static str {
         ServerMessage::Start(_) => "start",
         ServerMessage::Adverts(_) => "adverts",
         ServerMessage::Shares(_) => "shares",
+        ServerMessage::Survivors(_) => "survivors",
         ServerMessage::UnmaskRequest(_) => "unmask request",
         ServerMessage::Finished(_) => "finished",
         ServerMessage::Aborted(_) => "aborted",

@@ -1,60 +1,63 @@
-//! Client, phase 4: reveal the self-mask shares of neighbours that sent input and the
-//! mask-key shares of neighbours that did not. Never both for one neighbour: that would hand
-//! the server its input.
+//! Client, phase 5: once a quorum of survivors' signatures on the list it signed verify,
+//! reveal the self-mask shares of the neighbours on the list and the mask-key shares of the
+//! neighbours not on it. Never both for one neighbour: that would hand the server its input.
+//! Every honest client that gets here saw the same list (the quorum argument of
+//! [`crate::RoundConfig::consistency_quorum`]), so no server can ask one neighbour of a client
+//! for its seed and another for its key.
 
 use std::collections::BTreeSet;
 
 use super::{Client, ClientError, State};
-use crate::phase::Phase;
+use crate::keys::verify_survivors;
 use crate::wire::{ClientMessage, UnmaskRequest, UnmaskResponse};
 
 impl Client {
     pub(super) fn on_unmask_request(&mut self, request: UnmaskRequest) -> Result<(), ClientError> {
-        let mut seen = BTreeSet::new();
-        for &peer in request.survivors.iter().chain(&request.dropped) {
-            if !seen.insert(peer) {
-                return Err(
-                    if request.survivors.contains(&peer) && request.dropped.contains(&peer) {
-                        ClientError::RevealBoth(peer)
-                    } else {
-                        ClientError::Duplicate(peer)
-                    },
-                );
+        let mut signers = BTreeSet::new();
+        for s in &request.signatures {
+            if self.survivors.binary_search(&s.client).is_err() {
+                return Err(ClientError::SurvivorList(
+                    "a signature comes from a client not on the list",
+                ));
             }
-            if !self.held.contains_key(&peer) {
-                return Err(ClientError::UnknownPeer(peer));
+            if !signers.insert(s.client) {
+                return Err(ClientError::Duplicate(s.client));
             }
+            let identity = self
+                .config
+                .index_of(s.client)
+                .and_then(|i| self.config.participants.get(i as usize))
+                .map(|p| p.identity)
+                .ok_or(ClientError::UnknownPeer(s.client))?;
+            verify_survivors(
+                &identity,
+                &self.digest,
+                s.client,
+                &self.survivors_hash,
+                &s.signature,
+            )?;
         }
-        let need = self.config.threshold as usize;
-        if request.survivors.len() < need {
-            return Err(ClientError::NotEnoughNeighbours {
-                phase: Phase::Unmask,
-                have: request.survivors.len(),
-                need,
+        let quorum = self.config.consistency_quorum() as usize;
+        if signers.len() < quorum {
+            return Err(ClientError::NotEnoughSurvivors {
+                have: signers.len(),
+                need: quorum,
             });
         }
-        let pick = |peers: &[crate::config::ClientId], self_mask: bool| {
-            peers
-                .iter()
-                .filter_map(|p| {
-                    let b = self.held.get(p)?;
-                    Some((
-                        *p,
-                        if self_mask {
-                            b.self_mask.clone()
-                        } else {
-                            b.mask_key.clone()
-                        },
-                    ))
-                })
-                .collect()
-        };
-        let response = UnmaskResponse {
+        let mut self_mask_shares = Vec::new();
+        let mut mask_key_shares = Vec::new();
+        for (&peer, bundle) in &self.held {
+            if self.survivors.binary_search(&peer).is_ok() {
+                self_mask_shares.push((peer, bundle.self_mask.clone()));
+            } else {
+                mask_key_shares.push((peer, bundle.mask_key.clone()));
+            }
+        }
+        self.outbox.push_back(ClientMessage::Unmask(UnmaskResponse {
             client: self.id,
-            self_mask_shares: pick(&request.survivors, true),
-            mask_key_shares: pick(&request.dropped, false),
-        };
-        self.outbox.push_back(ClientMessage::Unmask(response));
+            self_mask_shares,
+            mask_key_shares,
+        }));
         self.state = State::AwaitingResult;
         Ok(())
     }

@@ -15,7 +15,7 @@ impl Server {
     ) -> Result<(), ServerError> {
         let phase = Phase::AdvertiseKeys;
         self.check_sender(index, from, advert.client, phase)?;
-        verify_advert(&self.config, index, &advert)
+        verify_advert(&self.config, &self.digest, index, &advert)
             .map_err(|source| ServerError::BadAdvert { from, source })?;
         if advert.enc_pk == advert.mask_pk
             || self.advertised_keys.contains(&advert.enc_pk)

@@ -7,7 +7,7 @@
 use super::{AbortError, Server, ServerError};
 use crate::config::ClientId;
 use crate::phase::Phase;
-use crate::wire::{CHUNK_WORDS, MaskedChunk, ServerMessage, UnmaskRequest};
+use crate::wire::{CHUNK_WORDS, MaskedChunk, ServerMessage};
 
 /// A client's masked vector while its chunks arrive.
 pub(super) struct Upload {
@@ -106,8 +106,9 @@ impl Server {
         self.require_count(&u3, phase)?;
         let t = self.config.threshold as usize;
         // Every survivor's self-mask seed and every dropped client's key must be rebuildable
-        // from shares held by survivors; and each survivor refuses to answer with fewer than
-        // t surviving neighbours. One condition covers both.
+        // from shares held by survivors; and each survivor refuses to sign with fewer than t
+        // surviving neighbours. One condition covers both. Then the survivor list goes to
+        // every survivor, to be signed; it needs a quorum of survivors to be signable at all.
         for &u in &self.sharers {
             let have = self.neighbours_in(u, &u3).count();
             if have < t {
@@ -119,19 +120,22 @@ impl Server {
                 });
             }
         }
-        for &v in &u3 {
-            let survivors = self.neighbours_in(v, &u3).map(|u| self.id(u)).collect();
-            let dropped = self
-                .neighbours_in(v, &self.sharers)
-                .filter(|u| !u3.contains(u))
-                .map(|u| self.id(u))
-                .collect();
-            let request = UnmaskRequest { survivors, dropped };
-            self.outbox
-                .push_back((self.id(v), ServerMessage::UnmaskRequest(request.clone())));
-            self.requests.insert(v, request);
+        let list: Vec<ClientId> = u3.iter().map(|&v| self.id(v)).collect();
+        let quorum = self.config.consistency_quorum() as usize;
+        if list.len() < quorum {
+            return Err(AbortError::TooFewClients {
+                phase,
+                have: list.len(),
+                need: quorum,
+            });
         }
+        self.survivors_hash = crate::keys::survivors_hash(&list);
+        for &v in &u3 {
+            self.outbox
+                .push_back((self.id(v), ServerMessage::Survivors(list.clone())));
+        }
+        self.survivors = u3.clone();
         self.active = u3;
-        Ok(Some(Phase::Unmask))
+        Ok(Some(Phase::Consistency))
     }
 }

@@ -1,5 +1,5 @@
 //! The server side of a round as a sans-IO state machine, one file per phase:
-//! `advertise.rs`, `share_keys.rs`, `masked_input.rs`, `unmask.rs`.
+//! `advertise.rs`, `share_keys.rs`, `masked_input.rs`, `consistency.rs`, `unmask.rs`.
 //!
 //! Feed it each client's messages with [`Server::handle`], lost connections with
 //! [`Server::client_lost`] and time with [`Server::handle_timeout`]; send what
@@ -7,9 +7,13 @@
 //! answered, or at its deadline with whoever did. A client whose message is refused is
 //! excluded and treated as dropped; the round goes on while enough remain, and otherwise ends
 //! with an [`AbortError`] naming the phase and the counts. [`Server::outcome`] holds the
-//! result: the exact sum of the contributors' quantised inputs, and who they are.
+//! result: the exact sum of the contributors' quantised inputs, who they are, and who
+//! revealed a wrong share. Every secret it rebuilds is checked against what its owner
+//! advertised, so a corrupted share never yields a wrong sum: it is outvoted when there are
+//! shares to spare, and the round aborts when there are not.
 
 mod advertise;
+mod consistency;
 mod error;
 mod masked_input;
 mod share_keys;
@@ -24,7 +28,7 @@ use crate::config::{ClientId, ConfigError, RoundConfig};
 use crate::graph::NeighbourGraph;
 use crate::phase::Phase;
 use crate::shamir::Share;
-use crate::wire::{ClientMessage, KeyAdvert, SealedShare, ServerMessage, UnmaskRequest};
+use crate::wire::{ClientMessage, KeyAdvert, SealedShare, ServerMessage, SurvivorSignature};
 
 /// What a finished round produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,11 +37,22 @@ pub struct RoundOutput {
     pub sum: Vec<u32>,
     /// Whose inputs are in the sum, sorted by id.
     pub contributors: Vec<ClientId>,
+    /// Clients that revealed a share not on its secret's polynomial (outvoted by the others),
+    /// sorted by id: a lying device, or one whose storage is corrupt.
+    pub suspects: Vec<ClientId>,
+}
+
+/// The shares a survivor must reveal, as the survivor list decides them.
+struct Expected {
+    survivors: Vec<ClientId>,
+    dropped: Vec<ClientId>,
 }
 
 /// The server's part in one round.
 pub struct Server {
     config: RoundConfig,
+    /// [`RoundConfig::digest`].
+    digest: [u8; 32],
     graph: NeighbourGraph,
     phase: Option<Phase>,
     deadline: Instant,
@@ -58,7 +73,11 @@ pub struct Server {
     acc: Vec<u32>,
     /// Masked inputs still arriving, by client: the chunks received so far.
     partial: HashMap<u32, masked_input::Upload>,
-    requests: BTreeMap<u32, UnmaskRequest>,
+    /// `U3`, the survivor list the clients sign, and its hash.
+    survivors: BTreeSet<u32>,
+    survivors_hash: [u8; 32],
+    signatures: Vec<SurvivorSignature>,
+    requests: BTreeMap<u32, Expected>,
     self_mask_shares: BTreeMap<u32, Vec<Share>>,
     mask_key_shares: BTreeMap<u32, Vec<Share>>,
 }
@@ -79,6 +98,7 @@ impl Server {
         Ok(Self {
             deadline: now + config.phase_timeout(),
             acc: vec![0; config.vector_len as usize],
+            digest: config.digest(),
             config,
             graph,
             phase: Some(Phase::AdvertiseKeys),
@@ -92,6 +112,9 @@ impl Server {
             uploads: BTreeMap::new(),
             sharers: BTreeSet::new(),
             partial: HashMap::new(),
+            survivors: BTreeSet::new(),
+            survivors_hash: [0; 32],
+            signatures: Vec::new(),
             requests: BTreeMap::new(),
             self_mask_shares: BTreeMap::new(),
             mask_key_shares: BTreeMap::new(),
@@ -128,6 +151,9 @@ impl Server {
                 (Phase::ShareKeys, ClientMessage::Shares(s)) => self.on_shares(index, from, s),
                 (Phase::MaskedInput, ClientMessage::MaskedChunk(c)) => {
                     self.on_chunk(index, from, c)
+                }
+                (Phase::Consistency, ClientMessage::Survivors(s)) => {
+                    self.on_signature(index, from, s)
                 }
                 (Phase::Unmask, ClientMessage::Unmask(r)) => self.on_unmask(index, from, r),
                 (phase, other) => Err(ServerError::UnexpectedMessage {
@@ -216,6 +242,7 @@ impl Server {
             Some(Phase::AdvertiseKeys) => self.end_advertise(),
             Some(Phase::ShareKeys) => self.end_share_keys(),
             Some(Phase::MaskedInput) => self.end_masked_input(),
+            Some(Phase::Consistency) => self.end_consistency(),
             Some(Phase::Unmask) => self.end_unmask(),
             None => return,
         };
@@ -340,6 +367,7 @@ fn message_name(m: &ClientMessage) -> &'static str {
         ClientMessage::Advert(_) => "advert",
         ClientMessage::Shares(_) => "shares",
         ClientMessage::MaskedChunk(_) => "masked chunk",
+        ClientMessage::Survivors(_) => "survivor signature",
         ClientMessage::Unmask(_) => "unmask",
     }
 }

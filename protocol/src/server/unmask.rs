@@ -1,17 +1,20 @@
-//! Server, phase 4: collect the revealed shares, rebuild each survivor's self-mask seed and
+//! Server, phase 5: collect the revealed shares, rebuild each survivor's self-mask seed and
 //! each dropped client's mask-agreement key, and strip every mask from the sum: the survivors'
-//! self masks, and the pairwise masks the survivors shared with the dropped clients. The
+//! self masks, and the pairwise masks the survivors shared with the dropped clients. Each
+//! rebuilt secret is checked against its owner's advert (the seed's commitment, the key's
+//! public half): a corrupted share is outvoted when there are spare shares and its holder
+//! named, and the round aborts rather than output a wrong sum when there are none. The
 //! keystreams are applied in one batch (on all cores with the `parallel` feature).
 
 use std::collections::BTreeSet;
 
 use edge_kernels::Mask;
-use x25519_dalek::StaticSecret;
+use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
 use super::{AbortError, RoundOutput, Server, ServerError};
 use crate::config::ClientId;
-use crate::keys::{Binding, MASK_STREAM, pair_sign};
+use crate::keys::{Binding, MASK_STREAM, pair_sign, self_mask_commitment};
 use crate::phase::Phase;
 use crate::shamir::{self, Share};
 use crate::wire::{ServerMessage, UnmaskResponse};
@@ -64,21 +67,27 @@ impl Server {
     }
 
     pub(super) fn end_unmask(&mut self) -> Result<Option<Phase>, AbortError> {
-        let phase = Phase::Unmask;
-        let t = self.config.threshold as usize;
-        let survivors = self.active.clone();
+        let survivors = self.survivors.clone();
         let dropped: BTreeSet<u32> = self.sharers.difference(&survivors).copied().collect();
+        let mut suspects = BTreeSet::new();
         let mut masks = Vec::new();
         for &u in &survivors {
-            let seed = self.rebuild(u, &self.self_mask_shares, t, phase)?;
+            let commitment = self.adverts.get(&u).map(|a| a.self_mask_commitment);
+            let u_id = self.id(u);
+            let seed = self.rebuild(u, &self.self_mask_shares, &mut suspects, |seed| {
+                commitment == Some(self_mask_commitment(&self.digest, u_id, seed))
+            })?;
             masks.push(Mask::new(*seed, MASK_STREAM, edge_kernels::Sign::Sub));
         }
         let binding = Binding {
-            task: &self.config.task,
-            round: self.config.round,
+            digest: &self.digest,
         };
         for &u in &dropped {
-            let key = StaticSecret::from(*self.rebuild(u, &self.mask_key_shares, t, phase)?);
+            let mask_pk = self.adverts.get(&u).map(|a| a.mask_pk);
+            let key = self.rebuild(u, &self.mask_key_shares, &mut suspects, |sk| {
+                mask_pk == Some(PublicKey::from(&StaticSecret::from(*sk)).to_bytes())
+            })?;
+            let key = StaticSecret::from(*key);
             let u_id = self.id(u);
             for v in self.neighbours_in(u, &survivors) {
                 let v_id = self.id(v);
@@ -104,17 +113,27 @@ impl Server {
             self.outbox
                 .push_back((self.id(v), ServerMessage::Finished(contributors.clone())));
         }
-        self.outcome = Some(Ok(RoundOutput { sum, contributors }));
+        let suspects = suspects.into_iter().map(|v| self.id(v)).collect();
+        self.outcome = Some(Ok(RoundOutput {
+            sum,
+            contributors,
+            suspects,
+        }));
         Ok(None)
     }
 
+    /// Rebuilds client `u`'s secret from the shares revealed for it, accepting only the one
+    /// `is_right` recognises (checked against its advert); the holders of shares that disagree
+    /// join `suspects`.
     fn rebuild(
         &self,
         u: u32,
         shares: &std::collections::BTreeMap<u32, Vec<Share>>,
-        t: usize,
-        phase: Phase,
+        suspects: &mut BTreeSet<u32>,
+        is_right: impl Fn(&[u8; 32]) -> bool,
     ) -> Result<Zeroizing<[u8; 32]>, AbortError> {
+        let phase = Phase::Unmask;
+        let t = self.config.threshold as usize;
         let client = self.id(u);
         let have = shares.get(&u).map_or(&[][..], Vec::as_slice);
         if have.len() < t {
@@ -125,8 +144,15 @@ impl Server {
                 need: t,
             });
         }
-        shamir::reconstruct(have, t)
-            .map(Zeroizing::new)
-            .map_err(|source| AbortError::Reconstruction { client, source })
+        let recovered = shamir::reconstruct_checked(have, t, is_right)
+            .map_err(|source| AbortError::Reconstruction { client, source })?;
+        // A share's x is its holder's index + 1.
+        suspects.extend(
+            recovered
+                .wrong
+                .iter()
+                .filter_map(|&x| x.checked_sub(1).and_then(|i| u32::try_from(i).ok())),
+        );
+        Ok(recovered.secret)
     }
 }

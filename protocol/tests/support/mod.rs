@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use flock_protocol::wire::{self, ClientMessage, ServerMessage};
 use flock_protocol::{
-    AbortError, Client, ClientId, ClientPhase, Identity, Participant, RoundConfig, RoundOutput,
-    Server, TaskId, ThreatModel,
+    AbortError, Client, ClientId, ClientPhase, ClientPolicy, Identity, Participant, RoundConfig,
+    RoundOutput, Server, TaskId, ThreatModel,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
@@ -34,24 +34,47 @@ pub enum Drop {
     /// Sends its whole input and vanishes at once, while others may still be uploading
     /// (the transport notices within the masked-input phase).
     AfterInput,
-    /// Sends its whole input, then never answers the unmask request.
+    /// Sends its whole input, then never signs the survivor list.
+    BeforeSignature,
+    /// Signs the survivor list, then never answers the unmask request.
     BeforeUnmask,
 }
 
 impl Drop {
-    pub const ALL: [Drop; 6] = [
+    pub const ALL: [Drop; 7] = [
         Drop::BeforeAdvert,
         Drop::BeforeShares,
         Drop::BeforeInput,
         Drop::MidInput,
         Drop::AfterInput,
+        Drop::BeforeSignature,
         Drop::BeforeUnmask,
     ];
 
     /// Whether a client dropping here still has its input in the sum.
     pub fn contributes(self) -> bool {
-        matches!(self, Drop::AfterInput | Drop::BeforeUnmask)
+        matches!(
+            self,
+            Drop::AfterInput | Drop::BeforeSignature | Drop::BeforeUnmask
+        )
     }
+}
+
+/// The beacon of a test round made by [`config`] with this seed.
+pub fn beacon(seed: u8) -> [u8; 32] {
+    [seed ^ 0x55; 32]
+}
+
+/// Recomputes the graph seed of a configuration whose round or attempt a test changed, as an
+/// honest server would (with the beacon [`Round::new`] gives its clients).
+pub fn reseed(config: &mut RoundConfig) {
+    config.graph_seed = flock_protocol::config::graph_seed(
+        &config.task,
+        config.round,
+        config.attempt,
+        &config.participants,
+        &beacon(config.round as u8),
+    );
 }
 
 /// A hook that rewrites a message in flight, given the client at the other end.
@@ -77,6 +100,11 @@ pub struct Round {
     pub client_errors: BTreeMap<ClientId, Vec<flock_protocol::ClientError>>,
     /// What the server's `handle` refused, in order.
     pub server_errors: Vec<flock_protocol::ServerError>,
+    /// The clients' policy: by default the round's own threat model and size as floors, so
+    /// that any derived configuration passes; tests of the policy set their own.
+    pub policy: ClientPolicy,
+    /// The beacon the clients recompute the graph seed from.
+    pub beacon: [u8; 32],
     rng: ChaCha20Rng,
     chunks_sent: BTreeMap<ClientId, usize>,
 }
@@ -117,9 +145,10 @@ pub fn config(n: usize, d: u32, seed: u8) -> (RoundConfig, Vec<Identity>) {
     let config = RoundConfig::derive(
         TaskId([seed; 32]),
         u64::from(seed),
+        0,
         participants(&ids),
         threat,
-        [seed ^ 0x55; 32],
+        beacon(seed),
         d,
         1.0,
         10_000,
@@ -145,7 +174,7 @@ impl Round {
             })
             .collect();
         Self {
-            server: Server::new(config, now).unwrap(),
+            server: Server::new(config.clone(), now).unwrap(),
             clients: BTreeMap::new(),
             identities,
             inputs,
@@ -156,6 +185,13 @@ impl Round {
             tamper_client: None,
             client_errors: BTreeMap::new(),
             server_errors: Vec::new(),
+            policy: ClientPolicy {
+                min_participants: 2,
+                min_contributors: 1,
+                floor: config.threat,
+                ..ClientPolicy::default()
+            },
+            beacon: beacon(config.round as u8),
             rng,
             chunks_sent: BTreeMap::new(),
             reverse_chunks: false,
@@ -194,10 +230,20 @@ impl Round {
             match msg {
                 ServerMessage::Start(config) => {
                     let i = config.index_of(to).unwrap() as usize;
-                    let client =
-                        Client::new(config, to, &self.identities[i], &mut self.rng, self.now)
-                            .unwrap();
-                    self.clients.insert(to, client);
+                    match Client::new(
+                        config,
+                        to,
+                        &self.identities[i],
+                        &self.policy,
+                        &self.beacon,
+                        &mut self.rng,
+                        self.now,
+                    ) {
+                        Ok(client) => {
+                            self.clients.insert(to, client);
+                        }
+                        Err(e) => self.client_errors.entry(to).or_default().push(e),
+                    }
                 }
                 msg => {
                     if let Some(c) = self.clients.get_mut(&to) {
@@ -282,6 +328,7 @@ impl Round {
                 *sent += 1;
                 *sent > 1
             }
+            (Drop::BeforeSignature, ClientMessage::Survivors(_)) => true,
             (Drop::BeforeUnmask, ClientMessage::Unmask(_)) => true,
             _ => false,
         }

@@ -18,7 +18,7 @@ use flock_model::task::{TaskInfo, TrainConfig};
 use flock_model::{ModelId, Params};
 use flock_protocol::session::{AgentMessage, AggregatorMessage};
 use flock_protocol::wire::ServerMessage;
-use flock_protocol::{Client, ClientId, ClientPhase, Identity, RoundConfig, TaskId};
+use flock_protocol::{Client, ClientId, ClientPhase, ClientPolicy, Identity, RoundConfig, TaskId};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use tracing::{error, info, warn};
@@ -122,6 +122,8 @@ pub(crate) struct Session {
     client: ClientId,
     identity: Identity,
     task: TaskId,
+    /// The device's floors for every round ([`flock_protocol::ClientPolicy`]).
+    policy: ClientPolicy,
     masker: Masker,
     state: AgentState,
     prepared: Option<Prepared>,
@@ -142,10 +144,12 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// A session for `identity` in task `task_name`, continuing from `state`.
+    /// A session for `identity` in task `task_name`, continuing from `state`, refusing rounds
+    /// below `policy`.
     pub(crate) fn new(
         identity: Identity,
         task_name: &str,
+        policy: ClientPolicy,
         state: AgentState,
         masker: Masker,
     ) -> Self {
@@ -153,6 +157,7 @@ impl Session {
             client: ClientId::from_identity(&identity.public()),
             identity,
             task: TaskId::from_name(task_name),
+            policy,
             masker,
             state,
             prepared: None,
@@ -416,12 +421,21 @@ impl Session {
             words: input.quantised()?,
         });
         let mut rng = ChaCha20Rng::from_seed(keys.try_into().unwrap_or_default());
-        let client = Client::new(offer.config, self.client, &self.identity, &mut rng, now)
-            .map_err(|e| {
-                AgentError::Aggregator(format!(
-                    "a configuration for round {number} this agent refuses: {e}"
-                ))
-            })?;
+        // Off chain the graph seed's beacon is zero (`flock_protocol::config::graph_seed`).
+        let client = Client::new(
+            offer.config,
+            self.client,
+            &self.identity,
+            &self.policy,
+            &[0; 32],
+            &mut rng,
+            now,
+        )
+        .map_err(|e| {
+            AgentError::Aggregator(format!(
+                "a configuration for round {number} this agent refuses: {e}"
+            ))
+        })?;
         info!(
             round = number,
             samples = update.samples,

@@ -115,8 +115,7 @@ impl World {
             global: global.clone(),
             moments: None,
         };
-        let machine =
-            RoundMachine::new(config, restored, governance, [9; 32], metrics.clone()).unwrap();
+        let machine = RoundMachine::new(config, restored, governance, metrics.clone()).unwrap();
         let n = global.len();
         let agents = (0..agents)
             .map(|i| {
@@ -262,7 +261,16 @@ impl World {
                 let round = config.round;
                 let input = agent.quantise(&config, sample_cap, &mut self.rng);
                 agent.inputs.insert(round, input);
-                let client = Client::new(config, to, &agent.identity, &mut self.rng, now).unwrap();
+                let client = Client::new(
+                    config,
+                    to,
+                    &agent.identity,
+                    &flock_protocol::ClientPolicy::default(),
+                    &[0; 32],
+                    &mut self.rng,
+                    now,
+                )
+                .unwrap();
                 agent.client = Some((attempt, client));
             }
             AggregatorMessage::Secagg { attempt, msg } => {
