@@ -40,26 +40,7 @@ impl Server {
     pub(super) fn end_consistency(&mut self) -> Result<Option<Phase>, AbortError> {
         let phase = Phase::Consistency;
         let signers = self.answered();
-        let quorum = self.config.consistency_quorum() as usize;
-        if signers.len() < quorum {
-            return Err(AbortError::TooFewClients {
-                phase,
-                have: signers.len(),
-                need: quorum,
-            });
-        }
-        let t = self.config.threshold as usize;
-        for &u in &self.sharers {
-            let have = self.neighbours_in(u, &signers).count();
-            if have < t {
-                return Err(AbortError::NotEnoughShares {
-                    phase,
-                    client: self.id(u),
-                    have,
-                    need: t,
-                });
-            }
-        }
+        self.require_quorum_and_holders(&signers, phase)?;
         let signatures: Vec<SurvivorSignature> = self
             .signatures
             .iter()

@@ -104,31 +104,12 @@ impl Server {
         // the unmask request (`excluded` stays set), so the round does not wait for it.
         let u3 = self.delivered.clone();
         self.require_count(&u3, phase)?;
-        let t = self.config.threshold as usize;
         // Every survivor's self-mask seed and every dropped client's key must be rebuildable
         // from shares held by survivors; and each survivor refuses to sign with fewer than t
         // surviving neighbours. One condition covers both. Then the survivor list goes to
         // every survivor, to be signed; it needs a quorum of survivors to be signable at all.
-        for &u in &self.sharers {
-            let have = self.neighbours_in(u, &u3).count();
-            if have < t {
-                return Err(AbortError::NotEnoughShares {
-                    phase,
-                    client: self.id(u),
-                    have,
-                    need: t,
-                });
-            }
-        }
+        self.require_quorum_and_holders(&u3, phase)?;
         let list: Vec<ClientId> = u3.iter().map(|&v| self.id(v)).collect();
-        let quorum = self.config.consistency_quorum() as usize;
-        if list.len() < quorum {
-            return Err(AbortError::TooFewClients {
-                phase,
-                have: list.len(),
-                need: quorum,
-            });
-        }
         self.survivors_hash = crate::keys::survivors_hash(&list);
         for &v in &u3 {
             self.outbox

@@ -332,6 +332,36 @@ impl Server {
         Ok(())
     }
 
+    /// Fails unless `set` holds the consistency quorum and every client that shared keys has
+    /// `t` neighbours in it (the holders its secrets are rebuilt from).
+    fn require_quorum_and_holders(
+        &self,
+        set: &BTreeSet<u32>,
+        phase: Phase,
+    ) -> Result<(), AbortError> {
+        let quorum = self.config.consistency_quorum() as usize;
+        if set.len() < quorum {
+            return Err(AbortError::TooFewClients {
+                phase,
+                have: set.len(),
+                need: quorum,
+            });
+        }
+        let t = self.config.threshold as usize;
+        for &u in &self.sharers {
+            let have = self.neighbours_in(u, set).count();
+            if have < t {
+                return Err(AbortError::NotEnoughShares {
+                    phase,
+                    client: self.id(u),
+                    have,
+                    need: t,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The checks every phase makes first: the message names its real sender, who has not
     /// answered this phase yet.
     fn check_sender(
