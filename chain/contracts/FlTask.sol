@@ -215,6 +215,11 @@ contract FlTask is ReentrancyGuard {
     mapping(bytes32 => address) private _holderOf;
     /// Removed for reaching the strike limit: may not join again.
     mapping(address => bool) public banned;
+    /// Strikes of every account and of every identity key that ever took part, kept when it
+    /// leaves: a rejoin (under the same account, or another account with the same device key)
+    /// starts from them, so leaving does not wash strikes off.
+    mapping(address => uint16) public strikesOfAccount;
+    mapping(bytes32 => uint16) public strikesOfIdentity;
     mapping(uint256 => Round) private _rounds;
     mapping(uint256 => mapping(address => Seat)) private _seats;
 
@@ -355,6 +360,9 @@ contract FlTask is ReentrancyGuard {
         if (banned[msg.sender]) revert Banned();
         if (_participant[msg.sender].active) revert AlreadyJoined();
         if (identityKey == bytes32(0)) revert ZeroIdentity();
+        uint16 carried = strikesOfAccount[msg.sender];
+        if (strikesOfIdentity[identityKey] > carried) carried = strikesOfIdentity[identityKey];
+        if (carried >= strikesBeforeRemoval) revert Banned();
         address holder = _holderOf[identityKey];
         if (holder != address(0)) revert IdentityTaken(holder);
         if (amount < minStake) revert StakeBelowMinimum(amount, minStake);
@@ -368,7 +376,7 @@ contract FlTask is ReentrancyGuard {
             stake: uint128(amount),
             eligibleFrom: from,
             index: uint16(_participants.length),
-            strikes: 0,
+            strikes: carried,
             active: true
         });
         _participants.push(msg.sender);
@@ -407,7 +415,8 @@ contract FlTask is ReentrancyGuard {
         emit RoundStarted(r, n, _beaconCommitEnd(rd), _beaconRevealEnd(rd));
     }
 
-    /// Commits a beacon share: `commitment = keccak256(abi.encode(bytes32 secret, address member, uint256 round))`.
+    /// Commits a beacon share: `commitment = beaconCommitment(secret, member, round)`, which
+    /// binds the chain, this task and the round.
     function commitBeacon(uint256 round, bytes32 commitment) external {
         Round storage rd = _openRound(round);
         if (block.timestamp >= _beaconCommitEnd(rd)) revert WrongPhase(_phase(round));
@@ -428,7 +437,7 @@ contract FlTask is ReentrancyGuard {
         Seat storage s = _seats[round][msg.sender];
         if (s.beaconCommit == bytes32(0)) revert NotCommitted();
         if (s.beaconRevealed) revert AlreadyRevealed();
-        if (keccak256(abi.encode(secret, msg.sender, round)) != s.beaconCommit) revert BadReveal();
+        if (beaconCommitment(secret, msg.sender, round) != s.beaconCommit) revert BadReveal();
         s.beaconRevealed = true;
         rd.beacon ^= secret;
         rd.beaconReveals += 1;
@@ -545,7 +554,8 @@ contract FlTask is ReentrancyGuard {
         );
     }
 
-    /// Commits a vote: `commitment = keccak256(abi.encode(bool accept, uint32 accuracyBps, bytes32 salt, address voter))`.
+    /// Commits a vote: `commitment = voteCommitment(round, accept, accuracyBps, salt, voter)`, which
+    /// binds the chain, this task and the round.
     /// Voters of `round` only, from the anchor until the vote commit deadline.
     function commitVote(uint256 round, bytes32 commitment) external {
         Round storage rd = _openRound(round);
@@ -568,7 +578,7 @@ contract FlTask is ReentrancyGuard {
         if (s.role != Role.Voter) revert NotVoter();
         if (s.voteCommit == bytes32(0)) revert NotCommitted();
         if (s.voteRevealed) revert AlreadyRevealed();
-        if (keccak256(abi.encode(accept, accuracyBps, salt, msg.sender)) != s.voteCommit) revert BadReveal();
+        if (voteCommitment(round, accept, accuracyBps, salt, msg.sender) != s.voteCommit) revert BadReveal();
         if (accuracyBps > BPS) revert AccuracyOutOfRange();
         s.voteRevealed = true;
         s.accept = accept;
@@ -646,12 +656,15 @@ contract FlTask is ReentrancyGuard {
         }
     }
 
-    /// Loser: did not reveal a beacon share; a voter who did not reveal a vote (once a
-    /// candidate is anchored); in a scored round, a proposer who is not a contributor or whose
-    /// candidate was rejected, a voter whose vote disagrees with the outcome.
+    /// Absent (neither): a member that committed no beacon share. Anyone may open a round, so
+    /// a member that was offline when it opened is not punished for it; it earns nothing.
+    /// Loser: committed a beacon share and did not reveal it; a voter who did not reveal a vote
+    /// (once a candidate is anchored); in a scored round, a proposer who is not a contributor
+    /// or whose candidate was rejected, a voter whose vote disagrees with the outcome.
     /// Winner (scored rounds only): a contributing proposer of an accepted candidate, a voter
     /// whose vote agrees with the outcome. A loser is never a winner.
     function _judge(Seat storage s, Outcome outcome, bool anchored) private view returns (bool loser, bool winner) {
+        if (s.beaconCommit == bytes32(0)) return (false, false);
         loser = !s.beaconRevealed;
         bool scored = outcome == Outcome.Accepted || outcome == Outcome.Rejected;
         bool accepted = outcome == Outcome.Accepted;
@@ -669,9 +682,11 @@ contract FlTask is ReentrancyGuard {
         if (loser) winner = false;
     }
 
+    /// Slashes `slashBps` of `a`'s stake, rounded up (a small stake is never slashed by zero),
+    /// and gives it a strike.
     function _slash(uint256 round, address a) private returns (uint256 cut, bool remove) {
         Participant storage p = _participant[a];
-        cut = (uint256(p.stake) * slashBps) / BPS;
+        cut = (uint256(p.stake) * slashBps + BPS - 1) / BPS;
         p.stake -= uint128(cut);
         p.strikes += 1;
         emit Slashed(round, a, cut, p.strikes);
@@ -914,18 +929,20 @@ contract FlTask is ReentrancyGuard {
         }
     }
 
-    /// Commitment a member sends to `commitBeacon`.
-    function beaconCommitment(bytes32 secret, address member, uint256 round) external pure returns (bytes32) {
-        return keccak256(abi.encode(secret, member, round));
+    /// Commitment a member sends to `commitBeacon`:
+    /// `keccak256(abi.encode(chainid, address(this), round, member, secret))`.
+    function beaconCommitment(bytes32 secret, address member, uint256 round) public view returns (bytes32) {
+        return keccak256(abi.encode(block.chainid, address(this), round, member, secret));
     }
 
-    /// Commitment a voter sends to `commitVote`.
-    function voteCommitment(bool accept, uint32 accuracyBps, bytes32 salt, address voter)
-        external
-        pure
+    /// Commitment a voter sends to `commitVote`:
+    /// `keccak256(abi.encode(chainid, address(this), round, voter, accept, accuracyBps, salt))`.
+    function voteCommitment(uint256 round, bool accept, uint32 accuracyBps, bytes32 salt, address voter)
+        public
+        view
         returns (bytes32)
     {
-        return keccak256(abi.encode(accept, accuracyBps, salt, voter));
+        return keccak256(abi.encode(block.chainid, address(this), round, voter, accept, accuracyBps, salt));
     }
 
     // ------------------------------------------------------------------ internals
@@ -983,8 +1000,15 @@ contract FlTask is ReentrancyGuard {
         return Phase.Finalisable;
     }
 
+    /// Removes `a` (leaving or expelled), keeping its strikes for its account and its identity
+    /// key.
     function _removeParticipant(address a) private {
         Participant storage p = _participant[a];
+        bytes32 identity = _identityOf[a];
+        if (p.strikes > 0) {
+            strikesOfAccount[a] = p.strikes;
+            if (p.strikes > strikesOfIdentity[identity]) strikesOfIdentity[identity] = p.strikes;
+        }
         uint256 idx = p.index;
         uint256 last = _participants.length - 1;
         if (idx != last) {
@@ -994,7 +1018,7 @@ contract FlTask is ReentrancyGuard {
         }
         _participants.pop();
         totalStaked -= p.stake;
-        delete _holderOf[_identityOf[a]];
+        delete _holderOf[identity];
         delete _identityOf[a];
         delete _participant[a];
     }

@@ -1,4 +1,5 @@
-//! Scripted rounds on a devnet: every member commits and reveals a beacon share, the roles are
+//! Scripted rounds on a devnet: every member commits and reveals a beacon share (unless the
+//! script makes it absent or a withholder), the roles are
 //! drawn, the aggregator anchors, voters commit and reveal the votes the script says, the round
 //! is finalised, with the clock advanced past each window and the gas of every call recorded.
 //! For tests, the gas example and demos; a real deployment drives each step from its own
@@ -25,8 +26,10 @@ pub struct RoundScript {
     pub rejecters: Vec<Address>,
     /// Voters that commit no vote.
     pub silent_voters: Vec<Address>,
-    /// Members that commit no beacon share.
+    /// Members that commit no beacon share (absent: neither slashed nor paid).
     pub beacon_skippers: Vec<Address>,
+    /// Members that commit a beacon share and never reveal it (slashed).
+    pub beacon_withholders: Vec<Address>,
     /// The contributors anchored (all proposers if `None`).
     pub contributors: Option<Vec<Address>>,
 }
@@ -88,6 +91,9 @@ pub async fn play_round(
         .advance_time(secs(params.beaconCommitDuration))
         .await?;
     for (m, s) in &secrets {
+        if script.beacon_withholders.contains(&m.address()) {
+            continue;
+        }
         log("revealBeacon", m.reveal_beacon(round, *s).await?.gas_used);
     }
     devnet

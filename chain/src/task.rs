@@ -18,14 +18,50 @@ use crate::queue::Anchor;
 use crate::roles::{Outcome, Phase, Role};
 use crate::tx::{self, ConfirmOptions, Confirmation};
 
-/// `keccak256(abi.encode(secret, member, round))`: what `commitBeacon` takes.
-pub fn beacon_commitment(secret: B256, member: Address, round: u64) -> B256 {
-    keccak256((secret, member, U256::from(round)).abi_encode_params())
+/// What a beacon or vote commitment is bound to: the chain, the task contract and the round,
+/// so that no commitment means anything on another chain, in another task or round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommitDomain {
+    /// The chain's id (EIP-155).
+    pub chain_id: u64,
+    /// The task contract.
+    pub task: Address,
+    /// The round.
+    pub round: u64,
 }
 
-/// `keccak256(abi.encode(accept, accuracyBps, salt, voter))`: what `commitVote` takes.
-pub fn vote_commitment(accept: bool, accuracy_bps: u32, salt: B256, voter: Address) -> B256 {
-    keccak256((accept, accuracy_bps, salt, voter).abi_encode_params())
+impl CommitDomain {
+    /// `keccak256(abi.encode(chainid, task, round, member, secret))`: what `commitBeacon`
+    /// takes.
+    pub fn beacon(&self, member: Address, secret: B256) -> B256 {
+        keccak256(
+            (
+                U256::from(self.chain_id),
+                self.task,
+                U256::from(self.round),
+                member,
+                secret,
+            )
+                .abi_encode_params(),
+        )
+    }
+
+    /// `keccak256(abi.encode(chainid, task, round, voter, accept, accuracyBps, salt))`: what
+    /// `commitVote` takes.
+    pub fn vote(&self, voter: Address, ballot: &Ballot) -> B256 {
+        keccak256(
+            (
+                U256::from(self.chain_id),
+                self.task,
+                U256::from(self.round),
+                voter,
+                ballot.accept,
+                ballot.accuracy_bps,
+                ballot.salt,
+            )
+                .abi_encode_params(),
+        )
+    }
 }
 
 /// 32 random bytes from the OS (beacon secrets, vote salts).
@@ -161,6 +197,7 @@ pub struct TaskClient {
     token: FlockToken::FlockTokenInstance<DynProvider>,
     from: Address,
     confirm: ConfirmOptions,
+    chain_id: u64,
 }
 
 impl TaskClient {
@@ -174,13 +211,24 @@ impl TaskClient {
     ) -> Result<Self, ChainError> {
         let instance = FlTask::new(task, provider.clone());
         let token = instance.token().call().await?;
+        let chain_id = provider.get_chain_id().await?;
         Ok(Self {
             token: FlockToken::new(token, provider.clone()),
             task: instance,
             provider,
             from,
             confirm,
+            chain_id,
         })
+    }
+
+    /// What this task's commitments of `round` are bound to.
+    pub fn domain(&self, round: u64) -> CommitDomain {
+        CommitDomain {
+            chain_id: self.chain_id,
+            task: self.task_address(),
+            round,
+        }
     }
 
     /// The signer's address.
@@ -287,7 +335,7 @@ impl TaskClient {
         round: u64,
         secret: B256,
     ) -> Result<Confirmation, ChainError> {
-        let c = beacon_commitment(secret, self.from, round);
+        let c = self.domain(round).beacon(self.from, secret);
         let call = self.task.commitBeacon(U256::from(round), c).from(self.from);
         tx::send(call, &self.provider, &self.confirm).await
     }
@@ -340,7 +388,7 @@ impl TaskClient {
         round: u64,
         ballot: &Ballot,
     ) -> Result<Confirmation, ChainError> {
-        let c = vote_commitment(ballot.accept, ballot.accuracy_bps, ballot.salt, self.from);
+        let c = self.domain(round).vote(self.from, ballot);
         let call = self.task.commitVote(U256::from(round), c).from(self.from);
         tx::send(call, &self.provider, &self.confirm).await
     }
@@ -594,7 +642,7 @@ impl TaskClient {
         Ok(self.task.totalStaked().call().await?)
     }
 
-    /// The contract's `beaconCommitment` (pure; for cross-checking [`beacon_commitment`]).
+    /// The contract's `beaconCommitment` (for cross-checking [`CommitDomain::beacon`]).
     pub async fn beacon_commitment_on_chain(
         &self,
         secret: B256,
@@ -608,15 +656,20 @@ impl TaskClient {
             .await?)
     }
 
-    /// The contract's `voteCommitment` (pure; for cross-checking [`vote_commitment`]).
+    /// The contract's `voteCommitment` (for cross-checking [`CommitDomain::vote`]).
     pub async fn vote_commitment_on_chain(
         &self,
+        round: u64,
         ballot: &Ballot,
         voter: Address,
     ) -> Result<B256, ChainError> {
-        let call = self
-            .task
-            .voteCommitment(ballot.accept, ballot.accuracy_bps, ballot.salt, voter);
+        let call = self.task.voteCommitment(
+            U256::from(round),
+            ballot.accept,
+            ballot.accuracy_bps,
+            ballot.salt,
+            voter,
+        );
         Ok(call.call().await?)
     }
 

@@ -9,7 +9,7 @@ use std::time::Instant;
 use alloy::primitives::{Address, B256, keccak256};
 use flock_chain::merkle::{leaf, merkle_proof, merkle_root, sorted_contributors, verify_proof};
 use flock_chain::roles::{proposer_count, proposer_indices};
-use flock_chain::task::{Ballot, beacon_commitment, vote_commitment};
+use flock_chain::task::{Ballot, CommitDomain};
 
 fn addresses(n: usize, salt: u8) -> Vec<Address> {
     (0..n)
@@ -26,19 +26,36 @@ async fn commitments_and_merkle_roots_match_the_contract() -> anyhow::Result<()>
         let secret = keccak256([i]);
         let who = addresses(1, i)[0];
         let round = u64::from(i) * 1_000_003;
-        assert_eq!(
-            beacon_commitment(secret, who, round),
-            c.beacon_commitment_on_chain(secret, who, round).await?
-        );
+        // The contract binds its chain, its own address and the round: the same values
+        // off chain give its hash, and changing any of them gives another.
+        let domain = c.domain(round);
+        assert_eq!(domain.task, s.task);
+        let on_chain = c.beacon_commitment_on_chain(secret, who, round).await?;
+        assert_eq!(domain.beacon(who, secret), on_chain);
+        for other in [
+            CommitDomain {
+                chain_id: domain.chain_id + 1,
+                ..domain
+            },
+            CommitDomain {
+                task: who,
+                ..domain
+            },
+            CommitDomain {
+                round: round + 1,
+                ..domain
+            },
+        ] {
+            assert_ne!(other.beacon(who, secret), on_chain);
+        }
         let ballot = Ballot {
             accept: i % 2 == 0,
             accuracy_bps: u32::from(i) * 1234,
             salt: keccak256([i, i]),
         };
-        assert_eq!(
-            vote_commitment(ballot.accept, ballot.accuracy_bps, ballot.salt, who),
-            c.vote_commitment_on_chain(&ballot, who).await?
-        );
+        let on_chain = c.vote_commitment_on_chain(round, &ballot, who).await?;
+        assert_eq!(domain.vote(who, &ballot), on_chain);
+        assert_ne!(c.domain(round + 1).vote(who, &ballot), on_chain);
     }
     assert_eq!(c.merkle_root_on_chain(&[]).await?, B256::ZERO);
     for n in (1..=9).chain([16, 17, 31, 64, 100, 255, 256]) {

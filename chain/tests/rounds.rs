@@ -1,5 +1,7 @@
 //! Whole rounds on a real anvil: token conservation with rewards and slashing, a rejected
-//! candidate, strikes and removal, the roles on chain against the off-chain draw.
+//! candidate, strikes and removal, strikes kept across leave and rejoin (by account and by
+//! identity key), members absent when anyone opened the round are not slashed, a small stake
+//! is never slashed by zero, the roles on chain against the off-chain draw.
 
 mod common;
 
@@ -25,7 +27,7 @@ async fn tokens_are_conserved_over_a_task() -> anyhow::Result<()> {
         &s.members,
         &s.aggregator,
         &RoundScript {
-            beacon_skippers: vec![members[0]],
+            beacon_withholders: vec![members[0]],
             ..RoundScript::default()
         },
     )
@@ -190,6 +192,154 @@ async fn roles_on_chain_match_the_pure_draw() -> anyhow::Result<()> {
     got.sort();
     assert_eq!(got, expected);
     eprintln!("roles_on_chain_match_the_pure_draw: {:?}", t0.elapsed());
+    Ok(())
+}
+
+#[tokio::test]
+async fn strikes_survive_leaving_and_rejoining_under_the_account_or_the_device_key()
+-> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let s = common::setup(5, 100, |_| 100, |p| p.strikes_before_removal = 3).await?;
+    let members: Vec<_> = s.members.iter().map(|m| m.address()).collect();
+    // Everyone rejects: the proposers are slashed once each.
+    let r1 = play_round(
+        &s.devnet,
+        &s.members,
+        &s.aggregator,
+        &RoundScript {
+            rejecters: members.clone(),
+            ..RoundScript::default()
+        },
+    )
+    .await?;
+    assert_eq!(r1.outcome, Outcome::Rejected);
+    let struck = r1.proposers[0];
+    let i = members
+        .iter()
+        .position(|m| *m == struck)
+        .unwrap_or_default();
+    let key = dev_identity(common::FIRST_MEMBER + i);
+    assert_eq!(
+        s.aggregator.participant_info(struck).await?.strikes,
+        U256::from(1u8)
+    );
+    // Leave and rejoin under the same account: the strike is still there.
+    let member = &s.members[i];
+    member.leave().await?;
+    member.join(common_flock(50), key).await?;
+    assert_eq!(
+        s.aggregator.participant_info(struck).await?.strikes,
+        U256::from(1u8)
+    );
+    // Leave again; another account that never took part joins with the same device key.
+    member.leave().await?;
+    let other = s
+        .members
+        .iter()
+        .position(|m| !r1.proposers.contains(&m.address()));
+    let other = &s.members[other.ok_or_else(|| anyhow::anyhow!("no voter"))?];
+    assert_eq!(
+        s.aggregator
+            .participant_info(other.address())
+            .await?
+            .strikes,
+        U256::ZERO
+    );
+    other.leave().await?;
+    other.join(common_flock(50), key).await?;
+    assert_eq!(
+        s.aggregator
+            .participant_info(other.address())
+            .await?
+            .strikes,
+        U256::from(1u8),
+        "the device key's strike came with it"
+    );
+    eprintln!(
+        "strikes_survive_leaving_and_rejoining_under_the_account_or_the_device_key: {:?}",
+        t0.elapsed()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn members_absent_when_a_round_opened_are_not_slashed_but_withholders_are()
+-> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let s = common::setup(6, 100, |_| 100, |_| {}).await?;
+    let members: Vec<_> = s.members.iter().map(|m| m.address()).collect();
+    // Anyone may open a round: members 0 and 1 are offline and commit nothing; member 2
+    // commits a beacon share and withholds it.
+    let r = play_round(
+        &s.devnet,
+        &s.members,
+        &s.aggregator,
+        &RoundScript {
+            beacon_skippers: vec![members[0], members[1]],
+            beacon_withholders: vec![members[2]],
+            ..RoundScript::default()
+        },
+    )
+    .await?;
+    assert_eq!(r.outcome, Outcome::Accepted);
+    for absent in &members[..2] {
+        let info = s.aggregator.participant_info(*absent).await?;
+        assert_eq!(info.strikes, U256::ZERO, "an absent member has no strike");
+        assert_eq!(info.stake, common_flock(100), "nor is it slashed or paid");
+    }
+    let withholder = s.aggregator.participant_info(members[2]).await?;
+    assert_eq!(withholder.strikes, U256::from(1u8));
+    assert!(withholder.stake < common_flock(100));
+    eprintln!(
+        "members_absent_when_a_round_opened_are_not_slashed_but_withholders_are: {:?}",
+        t0.elapsed()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_small_stake_is_never_slashed_by_zero() -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let s = common::setup(
+        4,
+        100,
+        |_| 100,
+        |p| {
+            p.min_stake = U256::from(1u8);
+            p.slash_bps = 2000;
+        },
+    )
+    .await?;
+    // Everyone restakes 3 wei: 20 % of it is 0.6 wei, which floor division made 0.
+    for (i, m) in s.members.iter().enumerate() {
+        m.leave().await?;
+        m.join(U256::from(3u8), dev_identity(common::FIRST_MEMBER + i))
+            .await?;
+    }
+    let members: Vec<_> = s.members.iter().map(|m| m.address()).collect();
+    let r = play_round(
+        &s.devnet,
+        &s.members,
+        &s.aggregator,
+        &RoundScript {
+            rejecters: members,
+            ..RoundScript::default()
+        },
+    )
+    .await?;
+    assert_eq!(r.outcome, Outcome::Rejected);
+    for p in &r.proposers {
+        assert_eq!(
+            s.aggregator.stake_of(*p).await?,
+            U256::from(2u8),
+            "slashed 1 wei"
+        );
+    }
+    assert_eq!(
+        s.aggregator.round_info(r.round).await?.slashed,
+        U256::from(r.proposers.len())
+    );
+    eprintln!("a_small_stake_is_never_slashed_by_zero: {:?}", t0.elapsed());
     Ok(())
 }
 
