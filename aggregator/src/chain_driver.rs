@@ -307,6 +307,7 @@ impl ChainDriver {
             round,
             proposers,
             prev: ModelId(prev.0),
+            seed: view.seed.0,
             reply,
         });
         let budget = view.anchorDeadline.saturating_sub(unix_now());

@@ -51,6 +51,8 @@ pub(crate) enum ChainRequest {
         proposers: Vec<Participant>,
         /// The chain's last accepted model.
         prev: ModelId,
+        /// The round's seed, drawn from the stakers' beacon: the graph seed's beacon.
+        seed: [u8; 32],
         /// Where the candidate goes.
         reply: oneshot::Sender<Option<Candidate>>,
     },
@@ -77,6 +79,8 @@ pub(crate) enum ChainInput {
         proposers: Vec<Participant>,
         /// The chain's last accepted model.
         prev: ModelId,
+        /// The round's drawn seed.
+        seed: [u8; 32],
     },
     /// See [`ChainRequest::Finalised`].
     Finalised {

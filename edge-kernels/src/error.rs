@@ -47,4 +47,20 @@ pub enum KernelError {
     /// A mean was asked of zero vectors.
     #[error("cannot take the mean of zero vectors")]
     NoClients,
+    /// A word of a sum above `clients · (2^bits − 1)`: no sum of in-range quantised vectors
+    /// gives it, so at least one of them was not quantised honestly (a contributor's fault).
+    #[error(
+        "sum word {index} is {word}, above {max} = {clients} × the top level: some contributor's \
+         input was out of range"
+    )]
+    SumOutOfRange {
+        /// The word's position.
+        index: usize,
+        /// Its value.
+        word: u32,
+        /// The largest value in-range inputs can sum to.
+        max: u64,
+        /// Number of vectors summed.
+        clients: u64,
+    },
 }

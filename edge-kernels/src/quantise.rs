@@ -187,7 +187,8 @@ pub fn check_sum_capacity(clients: u64, bits: u32) -> Result<(), KernelError> {
 ///
 /// # Errors
 /// [`KernelError::NoClients`] for `clients == 0`; [`KernelError::SumOverflow`] when a sum of that
-/// many vectors could have wrapped, so that the mean would be garbage.
+/// many vectors could have wrapped, so that the mean would be garbage;
+/// [`KernelError::SumOutOfRange`] for the first word no sum of in-range vectors gives.
 pub fn dequantise_mean(
     sum: &[u32],
     clients: u64,
@@ -197,6 +198,15 @@ pub fn dequantise_mean(
         return Err(KernelError::NoClients);
     }
     check_sum_capacity(clients, params.bits)?;
+    let max = clients * u64::from(params.max_level());
+    if let Some(index) = sum.iter().position(|&w| u64::from(w) > max) {
+        return Err(KernelError::SumOutOfRange {
+            index,
+            word: sum[index],
+            max,
+            clients,
+        });
+    }
     let n = clients as f64;
     let s = f64::from(params.scale);
     let c = f64::from(params.range);
@@ -306,5 +316,20 @@ mod tests {
             dequantise_mean(&[1], 70_000, &p),
             Err(KernelError::SumOverflow { .. })
         ));
+    }
+
+    #[test]
+    fn a_sum_word_no_in_range_inputs_give_is_refused_and_named() {
+        let p = QuantParams::new(16, 1.0).unwrap();
+        assert!(dequantise_mean(&[0, 3 * 65_535], 3, &p).is_ok());
+        assert_eq!(
+            dequantise_mean(&[0, 3 * 65_535 + 1, u32::MAX], 3, &p),
+            Err(KernelError::SumOutOfRange {
+                index: 1,
+                word: 3 * 65_535 + 1,
+                max: 3 * 65_535,
+                clients: 3,
+            })
+        );
     }
 }

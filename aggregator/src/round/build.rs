@@ -1,8 +1,10 @@
 //! From a round's secure sum to its candidate model: dequantise the sum of the contributors'
-//! vectors, decode the weighted FedAvg update ([`flock_model::contribution`]), take the server
+//! vectors, decode the weighted FedAvg update ([`flock_model::contribution`]; a sum no honest
+//! cohort gives, out of range, badly weighted, non-finite or too long, is refused), take the server
 //! optimiser's step and encode the model file, whose hash is its id. Pure: the files to store
 //! are returned, not written.
 
+use flock_model::contribution::{self, Bounds, DecodeError};
 use flock_model::{ModelError, ModelId, Params, file};
 use flock_protocol::{ConfigError, RoundConfig, RoundOutput};
 
@@ -44,12 +46,13 @@ pub enum BuildError {
     /// The round's quantisation parameters are unusable.
     #[error("the round's quantisation: {0}")]
     Quantisation(#[source] ConfigError),
-    /// The sum could not be dequantised (no contributors, a wrong length).
+    /// The sum could not be dequantised (no contributors, a wrong length, a word no in-range
+    /// inputs sum to).
     #[error("dequantising the sum: {0}")]
     Dequantise(#[source] edge_kernels::KernelError),
-    /// The sum's weight coordinate does not give a usable update.
+    /// The sum is not one honest contributors give (its weight, finiteness or norm).
     #[error("decoding the update: {0}")]
-    Decode(#[source] ModelError),
+    Decode(#[source] DecodeError),
     /// The server optimiser refused the update.
     #[error("the server optimiser: {0}")]
     Optimizer(#[source] ModelError),
@@ -58,9 +61,22 @@ pub enum BuildError {
     Encode(#[source] ModelError),
 }
 
-/// The candidate after `global` for the secure sum `output` of a round configured by `config`.
+impl BuildError {
+    /// Whether some contributor's input is to blame (rather than the round's parameters or
+    /// this aggregator).
+    pub fn is_contributors_fault(&self) -> bool {
+        matches!(
+            self,
+            Self::Decode(_) | Self::Dequantise(edge_kernels::KernelError::SumOutOfRange { .. })
+        )
+    }
+}
+
+/// The candidate after `global` for the secure sum `output` of a round configured by `config`
+/// whose devices' weights saturate at `sample_cap` samples.
 pub(crate) fn build(
     config: &RoundConfig,
+    sample_cap: u64,
     output: &RoundOutput,
     global: &Params,
     moments: Option<&Moments>,
@@ -69,8 +85,12 @@ pub(crate) fn build(
     let quant = config.quant_params().map_err(BuildError::Quantisation)?;
     let mean = edge_kernels::dequantise_mean(&output.sum, output.contributors.len() as u64, &quant)
         .map_err(BuildError::Dequantise)?;
-    let update =
-        flock_model::contribution::decode(&mean, config.clip_norm).map_err(BuildError::Decode)?;
+    let bounds = Bounds {
+        clip: config.clip_norm,
+        sample_cap,
+        resolution: 1.0 / f64::from(quant.scale()),
+    };
+    let update = contribution::decode(&mean, &bounds).map_err(BuildError::Decode)?;
     let (params, moments) = optimizer
         .step(global, &update, moments)
         .map_err(BuildError::Optimizer)?;

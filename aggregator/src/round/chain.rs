@@ -28,7 +28,8 @@ impl RoundMachine {
                 round,
                 proposers,
                 prev,
-            } => self.on_train(round, proposers, prev, now),
+                seed,
+            } => self.on_train(round, proposers, prev, seed, now),
             ChainInput::Finalised {
                 round,
                 outcome,
@@ -45,9 +46,17 @@ impl RoundMachine {
         });
     }
 
-    /// The roles of `round` are drawn: SecAgg+ over the drawn proposers that are connected,
-    /// from `prev`, which must be this machine's model.
-    fn on_train(&mut self, round: u64, proposers: Vec<Participant>, prev: ModelId, now: Instant) {
+    /// The roles of `round` are drawn from `seed`: SecAgg+ over the drawn proposers that are
+    /// connected, from `prev`, which must be this machine's model, with `seed` as the graph
+    /// seed's beacon (the devices read it from the chain too).
+    fn on_train(
+        &mut self,
+        round: u64,
+        proposers: Vec<Participant>,
+        prev: ModelId,
+        seed: [u8; 32],
+        now: Instant,
+    ) {
         if let Governance::Chain { pending: Some(p) } = &self.governance
             && p.round == round
         {
@@ -84,7 +93,7 @@ impl RoundMachine {
             );
             return self.no_candidate(round);
         }
-        if let Err(e) = self.start_round(round, chosen, now) {
+        if let Err(e) = self.start_round(round, chosen, &seed, now) {
             error!("{e}: no candidate this round");
             self.no_candidate(round);
         }

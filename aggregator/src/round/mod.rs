@@ -21,15 +21,18 @@ mod outcome;
 #[cfg(test)]
 mod tests;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flock_model::task::TaskInfo;
 use flock_model::{ModelId, Params};
+use flock_protocol::config::OFF_CHAIN_BEACON;
 use flock_protocol::session::{AgentMessage, AggregatorMessage};
 use flock_protocol::wire::ServerMessage;
-use flock_protocol::{ClientId, ConfigError, Participant, RoundConfig, Server, TaskId};
+use flock_protocol::{
+    ClientId, ClientPolicy, ConfigError, Participant, RoundConfig, Server, TaskId,
+};
 use tracing::{debug, info, warn};
 
 pub use build::BuildError;
@@ -130,6 +133,8 @@ struct Running {
     server: Server,
     participants: usize,
     started: Instant,
+    /// Who was sent the survivor list.
+    listed: BTreeSet<ClientId>,
 }
 
 /// A round's candidate, waiting for the chain's vote.
@@ -177,6 +182,10 @@ pub(crate) struct RoundMachine {
     attempts: u64,
     /// The round last started and how many attempts of it have started.
     round_attempts: (u64, u64),
+    /// The devices shown the survivor list of an aborted attempt of this round: they may have
+    /// signed it, and a device that signed takes part in no other attempt of the round (its
+    /// pledge), so retries go on without them.
+    bound: (u64, BTreeSet<ClientId>),
     transmits: VecDeque<(ClientId, AggregatorMessage)>,
     events: VecDeque<Event>,
     summaries: Vec<RoundSummary>,
@@ -212,6 +221,7 @@ impl RoundMachine {
             round: None,
             attempts: 0,
             round_attempts: (0, 0),
+            bound: (0, BTreeSet::new()),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             summaries: Vec::new(),
@@ -352,6 +362,9 @@ impl RoundMachine {
                 if matches!(msg, ServerMessage::Start(_)) || !self.members.contains(to) {
                     continue;
                 }
+                if matches!(msg, ServerMessage::Survivors(_)) {
+                    r.listed.insert(to);
+                }
                 self.transmits
                     .push_back((to, AggregatorMessage::Secagg { attempt, msg }));
             }
@@ -376,7 +389,30 @@ impl RoundMachine {
             return Ok(());
         }
         let cohort = &self.config.cohort;
-        let ready: Vec<Participant> = self.members.ready().collect();
+        let number = self.state.round + 1;
+        let all_ready = self.members.ready().count();
+        let ready: Vec<Participant> = self
+            .members
+            .ready()
+            .filter(|p| self.bound.0 != number || !self.bound.1.contains(&p.id))
+            .collect();
+        let attempts = match self.round_attempts {
+            (round, count) if round == number => count,
+            _ => 0,
+        };
+        let spent = attempts >= ClientPolicy::default().max_attempts;
+        if (all_ready as u32) >= cohort.min && ((ready.len() as u32) < cohort.min || spent) {
+            // Retrying cannot finish this round: go on to the next one with everyone.
+            *gather_until = None;
+            warn!(
+                round = number,
+                attempts,
+                bound = all_ready - ready.len(),
+                "the round ends without a model: its retries lack the devices that signed an aborted attempt's survivor list, or devices' attempt limit is reached"
+            );
+            self.commit(number, None, false, Vec::new(), now);
+            return self.maybe_start(now);
+        }
         if (ready.len() as u32) < cohort.min {
             *gather_until = None;
             return Ok(());
@@ -387,14 +423,16 @@ impl RoundMachine {
         }
         *gather_until = None;
         let chosen = ready.into_iter().take(cohort.max as usize).collect();
-        self.start_round(self.state.round + 1, chosen, now)
+        self.start_round(number, chosen, &OFF_CHAIN_BEACON, now)
     }
 
-    /// Starts SecAgg+ round `number` over `chosen`, sending each the round and the model.
+    /// Starts SecAgg+ round `number` over `chosen` with graph-seed beacon `beacon`, sending each
+    /// the round and the model.
     fn start_round(
         &mut self,
         number: u64,
         chosen: Vec<Participant>,
+        beacon: &[u8; 32],
         now: Instant,
     ) -> Result<(), RoundError> {
         let refused = |source| RoundError {
@@ -412,15 +450,15 @@ impl RoundMachine {
         let words = flock_model::contribution::vector_len(self.global.len());
         let vector_len =
             u32::try_from(words).map_err(|_| refused(ConfigError::VectorLen(u32::MAX)))?;
-        // The graph seed is derived from the round, the attempt and the participants; the
-        // beacon is zero (devices recompute the seed and refuse any other).
+        // The graph seed is derived from the round, the attempt, the participants and the
+        // beacon (devices recompute it and refuse any other).
         let config = RoundConfig::derive(
             self.task,
             number,
             attempt_in_round,
             chosen,
             secagg.threat(),
-            [0; 32],
+            *beacon,
             vector_len,
             secagg.clip_norm,
             secagg.phase_timeout_ms,
@@ -457,6 +495,7 @@ impl RoundMachine {
             server,
             participants: ids.len(),
             started: now,
+            listed: BTreeSet::new(),
         });
         Ok(())
     }

@@ -3,6 +3,7 @@
 //! rounds) or a candidate that waits for the chain's vote; and a round's commit, which makes
 //! the candidate the model if accepted, queues the state to persist and tells every agent.
 
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use flock_model::Params;
@@ -29,6 +30,10 @@ impl RoundMachine {
             }
             Governance::Local { .. } => {
                 warn!(round = r.number, "round aborted, it will run again: {e}");
+                if self.bound.0 != r.number {
+                    self.bound = (r.number, BTreeSet::new());
+                }
+                self.bound.1.extend(r.listed.iter().copied());
             }
         }
     }
@@ -46,6 +51,7 @@ impl RoundMachine {
         let config = r.server.config();
         let built = build::build(
             config,
+            self.config.cohort.sample_cap,
             &output,
             &self.global,
             self.moments.as_ref(),
@@ -54,6 +60,19 @@ impl RoundMachine {
         let built = match built {
             Ok(b) => self.test_hook_break(r.number, b),
             Err(e) => {
+                if e.is_contributors_fault() {
+                    // A secure sum cannot say whose input it was: every contributor is named.
+                    let contributors: Vec<String> = output
+                        .contributors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect();
+                    warn!(
+                        round = r.number,
+                        contributors = contributors.join(","),
+                        "one of these devices sent an input no honest device sends"
+                    );
+                }
                 self.aborted(&r, &format_args!("the secure sum gives no model: {e}"));
                 return;
             }

@@ -258,6 +258,7 @@ impl Shell {
                 round,
                 proposers,
                 prev,
+                seed,
                 reply,
             } => {
                 self.awaiting.insert(round, reply);
@@ -265,6 +266,7 @@ impl Shell {
                     round,
                     proposers,
                     prev,
+                    seed,
                 }
             }
             ChainRequest::Finalised {

@@ -391,7 +391,12 @@ pub fn check_bit_exact(
         let params = edge_kernels::QuantParams::new(summary.bits, CLIP).unwrap();
         let n = summary.contributors.len() as u64;
         let mean = edge_kernels::dequantise_mean(&sum, n, &params).unwrap();
-        let update = flock_model::contribution::decode(&mean, CLIP).unwrap();
+        let bounds = flock_model::contribution::Bounds {
+            clip: CLIP,
+            sample_cap: 100,
+            resolution: 1.0 / f64::from(params.scale()),
+        };
+        let update = flock_model::contribution::decode(&mean, &bounds).unwrap();
         let (expected, next_moments) = optimizer
             .step(&previous, &update, moments.as_ref())
             .unwrap();

@@ -121,6 +121,7 @@ fn on_chain_too_few_drawn_proposers_connected_gives_no_candidate() {
         round: 1,
         proposers,
         prev: initial,
+        seed: chain_seed(1),
     });
     assert_eq!(w.candidates, vec![(1, None)]);
     assert!(w.starts.is_empty());
@@ -148,6 +149,7 @@ fn on_chain_an_attempt_that_aborts_gives_no_candidate() {
                 round: 1,
                 proposers,
                 prev: initial,
+                seed: chain_seed(1),
             },
             w.now,
         )

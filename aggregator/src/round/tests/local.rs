@@ -102,22 +102,100 @@ fn the_gather_window_waits_for_more_agents_then_starts_with_those_ready() {
     assert_eq!(w.starts[1], (2, 2, 5));
 }
 
-#[test]
-fn a_sum_that_gives_no_model_aborts_the_attempt_and_the_machine_keeps_serving() {
-    let mut w = World::new(config(4, 4, 0, ""), Governance::local(), 4);
-    // In the first attempt every device sends weight −1 (as −C): the mean weight is not
-    // positive and no update can be made. (Each device does so once; the next attempt is
-    // sound.)
-    for a in w.agents.values_mut() {
-        a.weight_override = Some(-CLIP);
+/// Runs a task whose first attempt gets `hostile` inputs from the devices `which` picks (each
+/// does it once): the attempt aborts after every device revealed its shares, so none may join
+/// a retry of round 1 (their pledge); round 1 ends without a model, the machine goes on, and
+/// every stored model is the clear FedAvg of the inputs of the round that made it.
+fn one_bad_attempt(hostile: Hostile, which: impl Fn(usize) -> bool) {
+    let config = config(4, 4, 0, "");
+    let optimizer = config.server_optimizer.clone();
+    let mut w = World::new(config, Governance::local(), 4);
+    let mut previous = w.machine.global.clone();
+    for (i, a) in w.agents.values_mut().enumerate() {
+        if which(i) {
+            a.hostile = Some(hostile);
+        }
     }
     w.join_all();
+    assert_eq!(w.metrics.rounds_aborted.get(), 1, "{hostile:?}");
+    assert_eq!(
+        w.starts.iter().map(|s| (s.0, s.1)).collect::<Vec<_>>(),
+        vec![(1, 1), (2, 2), (3, 3)],
+        "no retry of round 1 with devices bound to its aborted attempt"
+    );
+    // Nothing of the failed attempt was stored; the task then completes, exact.
+    assert!(w.machine.is_done());
+    let summaries = w.machine.summaries().to_vec();
+    assert_eq!(summaries.len(), 3);
+    assert!(!summaries[0].accepted && summaries[0].contributors.is_empty());
+    for (summary, (_, state)) in summaries.iter().zip(&w.persisted).skip(1) {
+        assert_eq!(state.as_ref().unwrap().model, summary.model);
+        let expected = clear_fedavg(
+            &w,
+            summary.round,
+            summary.bits,
+            &summary.contributors,
+            &previous,
+            &optimizer,
+        );
+        assert_eq!(
+            flock_model::file::encode(&expected).unwrap().1,
+            summary.model,
+            "{hostile:?}"
+        );
+        previous = expected;
+    }
+}
+
+#[test]
+fn a_sum_that_gives_no_model_aborts_the_attempt_and_the_machine_keeps_serving() {
+    // Every device claims weight −1 (as −C): the mean weight is not positive.
+    one_bad_attempt(Hostile::Weight(-CLIP), |_| true);
+    // Every device claims a weight below 1/cap: the quotient would blow the update up.
+    one_bad_attempt(Hostile::Weight(CLIP / 1000.0), |_| true);
+}
+
+#[test]
+fn one_device_with_an_out_of_range_word_or_an_unclipped_update_aborts_only_its_attempt() {
+    one_bad_attempt(Hostile::WordAbove, |i| i == 2);
+    one_bad_attempt(Hostile::Unclipped, |i| i == 0);
+}
+
+#[test]
+fn a_round_whose_signers_all_are_bound_to_an_aborted_attempt_ends_without_a_model() {
+    let mut w = World::new(config(4, 4, 0, ""), Governance::local(), 4);
+    // Three of four sign the survivor list of round 1 and vanish: too few shares, the attempt
+    // aborts after all four signed. None of them may join a retry of round 1 (their pledge),
+    // so the machine retries nothing and ends round 1 without a model.
+    for a in w.agents.values_mut().take(3) {
+        a.vanish = Some(ClientPhase::AwaitingUnmaskRequest);
+    }
+    w.join_all();
+    // The unmask phase waits out its deadline for the silent three.
+    for _ in 0..10 {
+        if w.machine.is_done() {
+            break;
+        }
+        w.tick();
+    }
     assert_eq!(w.metrics.rounds_aborted.get(), 1);
-    assert_eq!((w.starts[0].0, w.starts[0].1), (1, 1));
-    assert_eq!((w.starts[1].0, w.starts[1].1), (1, 2), "round 1 runs again");
-    // Nothing of the failed attempt was stored; the task then completes.
-    let first_state = w.persisted[0].1.clone().unwrap();
-    assert_eq!(first_state.round, 1);
-    assert_eq!(first_state.model, w.machine.summaries()[0].model);
+    assert_eq!(
+        w.starts.iter().map(|s| (s.0, s.1)).collect::<Vec<_>>(),
+        vec![(1, 1), (2, 2), (3, 3)],
+        "no second attempt of round 1"
+    );
+    let summaries = w.machine.summaries();
+    assert_eq!(summaries.len(), 3);
+    assert!(!summaries[0].accepted && summaries[0].contributors.is_empty());
+    assert!(
+        summaries[1..]
+            .iter()
+            .all(|s| s.accepted && s.contributors.len() == 4)
+    );
+    // Every agent was told round 1 ended on the model it started from.
+    for a in w.agents.values() {
+        assert_eq!(a.round_done[0].0, 1);
+        assert!(a.round_done[0].2.is_empty());
+    }
     assert!(w.machine.is_done());
 }

@@ -16,6 +16,7 @@ use edge_kernels::{QuantParams, RoundingStream};
 use flock_chain::Outcome;
 use flock_model::{ModelId, ModelSpec, Params};
 use flock_protocol::session::{AgentMessage, AggregatorMessage};
+use flock_protocol::wire::ClientMessage;
 use flock_protocol::{Client, ClientId, ClientPhase, Identity, Participant, RoundConfig, TaskId};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
@@ -71,13 +72,41 @@ fn spec() -> ModelSpec {
     }
 }
 
+/// The seed the test chain draws for `round`: the agents use it as the graph seed's beacon on
+/// chain (as the agent reads it from the chain), so a machine that used any other would see
+/// every device refuse the round.
+fn chain_seed(round: u64) -> [u8; 32] {
+    let mut seed = [0xC5; 32];
+    seed[..8].copy_from_slice(&round.to_le_bytes());
+    seed
+}
+
+/// What a hostile (or broken) device does to its next input, once.
+#[derive(Clone, Copy, Debug)]
+enum Hostile {
+    /// Its weight coordinate is this value (the device claims weight `value / C`).
+    Weight(f32),
+    /// Every coordinate of its update at the range's edge `C`, at weight 1.
+    Unclipped,
+    /// Its first masked word moved up by 2^31 − 1, past its client's checks (out of range for
+    /// any honest sum of the few devices these tests use).
+    WordAbove,
+}
+
 /// One simulated agent: its identity, its update, and its SecAgg+ client of the attempt.
 struct Agent {
     identity: Identity,
     delta: Vec<f32>,
     samples: u64,
-    /// Replaces the weight coordinate of its next vector (a broken or hostile device).
-    weight_override: Option<f32>,
+    /// What it does to its next vector (a broken or hostile device).
+    hostile: Option<Hostile>,
+    /// Adds 2^31 − 1 to the first word of its next masked input, after masking (its own
+    /// client would refuse an out-of-range input).
+    raise_first_word: bool,
+    /// Goes silent once its client reaches this phase (after sending what got it there).
+    vanish: Option<ClientPhase>,
+    /// The attempt in which it went silent.
+    gone: Option<u64>,
     client: Option<(u64, Client)>,
     /// The quantised, unmasked input it submitted, by round.
     inputs: BTreeMap<u64, Vec<u32>>,
@@ -128,7 +157,10 @@ impl World {
                     identity,
                     delta,
                     samples: 40 + 25 * i as u64,
-                    weight_override: None,
+                    hostile: None,
+                    raise_first_word: false,
+                    vanish: None,
+                    gone: None,
                     client: None,
                     inputs: BTreeMap::new(),
                     round_done: Vec::new(),
@@ -192,6 +224,7 @@ impl World {
             round,
             proposers,
             prev,
+            seed: chain_seed(round),
         });
     }
 
@@ -239,6 +272,7 @@ impl World {
     /// What agent `to` does with `msg`; returns what it sends back.
     fn deliver(&mut self, to: ClientId, msg: AggregatorMessage) -> Vec<(ClientId, AgentMessage)> {
         let now = self.now;
+        let on_chain = matches!(self.machine.governance, Governance::Chain { .. });
         let persisted_rounds: Vec<u64> = self
             .persisted
             .iter()
@@ -261,17 +295,25 @@ impl World {
                 let round = config.round;
                 let input = agent.quantise(&config, sample_cap, &mut self.rng);
                 agent.inputs.insert(round, input);
+                let beacon = if on_chain {
+                    chain_seed(round)
+                } else {
+                    flock_protocol::config::OFF_CHAIN_BEACON
+                };
                 let client = Client::new(
                     config,
                     to,
                     &agent.identity,
                     &flock_protocol::ClientPolicy::default(),
-                    &[0; 32],
+                    &beacon,
                     &mut self.rng,
                     now,
                 )
                 .unwrap();
                 agent.client = Some((attempt, client));
+            }
+            AggregatorMessage::Secagg { attempt, .. } if agent.gone == Some(attempt) => {
+                return Vec::new();
             }
             AggregatorMessage::Secagg { attempt, msg } => {
                 if let Some((a, client)) = &mut agent.client
@@ -299,7 +341,16 @@ impl World {
                 let round = client.config().round;
                 client.submit_input(agent.inputs[&round].clone()).unwrap();
             }
-            while let Some(msg) = client.poll_transmit() {
+            while let Some(mut msg) = client.poll_transmit() {
+                if let ClientMessage::MaskedChunk(c) = &mut msg
+                    && c.offset == 0
+                    && agent.raise_first_word
+                    && let Some(first) = c.words.first_chunk_mut::<4>()
+                {
+                    agent.raise_first_word = false;
+                    let w = u32::from_le_bytes(*first).wrapping_add(i32::MAX as u32);
+                    *first = w.to_le_bytes();
+                }
                 out.push((
                     to,
                     AgentMessage::Secagg {
@@ -307,6 +358,10 @@ impl World {
                         msg,
                     },
                 ));
+            }
+            if agent.vanish.is_some_and(|p| p == client.phase()) {
+                agent.vanish = None;
+                agent.gone = Some(*attempt);
             }
         }
         out
@@ -319,8 +374,14 @@ impl Agent {
         use rand_chacha::rand_core::Rng;
         let mut values =
             flock_model::contribution::encode(self.delta.clone(), self.samples, cap, CLIP);
-        if let (Some(w), Some(last)) = (self.weight_override.take(), values.last_mut()) {
-            *last = w;
+        let hostile = self.hostile.take();
+        match (hostile, values.split_last_mut()) {
+            (Some(Hostile::Weight(w)), Some((last, _))) => *last = w,
+            (Some(Hostile::Unclipped), Some((last, body))) => {
+                body.fill(CLIP);
+                *last = CLIP;
+            }
+            _ => {}
         }
         let params = config.quant_params().unwrap();
         let mut seed = [0u8; 32];
@@ -333,6 +394,9 @@ impl Agent {
             &mut out,
         )
         .unwrap();
+        if let Some(Hostile::WordAbove) = hostile {
+            self.raise_first_word = true;
+        }
         out
     }
 }
@@ -354,7 +418,12 @@ fn clear_fedavg(
     }
     let quant = QuantParams::new(bits, CLIP).unwrap();
     let mean = edge_kernels::dequantise_mean(&sum, contributors.len() as u64, &quant).unwrap();
-    let update = flock_model::contribution::decode(&mean, CLIP).unwrap();
+    let bounds = flock_model::contribution::Bounds {
+        clip: CLIP,
+        sample_cap: CAP,
+        resolution: 1.0 / f64::from(quant.scale()),
+    };
+    let update = flock_model::contribution::decode(&mean, &bounds).unwrap();
     optimizer.step(global, &update, None).unwrap().0
 }
 
