@@ -47,9 +47,9 @@ fn main() {
     };
     println!("\n## Per-phase costs, 10 % of clients drop before their input\n");
     println!(
-        "| n | d | k | t | client: advertise | share keys | open shares | mask input (floor) | ratio | unmask reply | server: sum + unmask (floor) | ratio |"
+        "| n | d | k | t | Q | client: advertise | share keys | open shares | mask input (floor) | ratio | sign survivors | unmask reply (checks Q signatures) | server: sum + unmask (floor) | ratio | of which consistency | consistency share: client / server |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &(n, d) in sizes {
         phase_costs(n, d);
     }
@@ -205,19 +205,28 @@ fn phase_costs(n: usize, d: u32) {
     let c = sim::phase_costs(n, d).unwrap();
     let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
     let get = |l: &str| c.client.get(l).copied().unwrap_or_default();
+    // The consistency check's part of the client: signing L and checking the quorum's
+    // signatures (the unmask reply's share lookups are microseconds).
+    let client_total: Duration = c.client.values().sum();
+    let client_check = get("sign survivors") + get("unmask reply");
     println!(
-        "| {n} | {d} | {} | {} | {} | {} | {} | {} ({}) | {:.2} | {} | {} ({}) | {:.2} |",
+        "| {n} | {d} | {} | {} | {} | {} | {} | {} | {} ({}) | {:.2} | {} | {} | {} ({}) | {:.2} | {} | {:.1} % / {:.1} % |",
         c.k,
         c.t,
+        c.quorum,
         ms(get("advertise")),
         ms(get("share keys")),
         ms(get("open shares")),
         ms(get("mask input")),
         ms(c.client_floor),
         get("mask input").as_secs_f64() / c.client_floor.as_secs_f64(),
+        ms(get("sign survivors")),
         ms(get("unmask reply")),
         ms(c.server),
         ms(c.server_floor),
         c.server.as_secs_f64() / c.server_floor.as_secs_f64(),
+        ms(c.server_consistency),
+        100.0 * client_check.as_secs_f64() / client_total.as_secs_f64(),
+        100.0 * c.server_consistency.as_secs_f64() / c.server.as_secs_f64(),
     );
 }

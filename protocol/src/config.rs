@@ -299,6 +299,10 @@ impl RoundConfig {
 const CONFIG_CONTEXT: &[u8] = b"flock/secagg+/v2/config";
 const GRAPH_SEED_CONTEXT: &[u8] = b"flock/secagg+/v2/graph-seed";
 
+/// The beacon of a round off chain, where there is no drawn seed: zero. The graph seed then
+/// still depends only on what the devices see (task, round, attempt, participants).
+pub const OFF_CHAIN_BEACON: [u8; 32] = [0; 32];
+
 /// The neighbour graph's seed of a round: SHA-256 of the task, round, attempt, the
 /// participants (ids and identity keys, sorted) and a beacon the server does not control (on
 /// chain: the round's seed drawn from the stakers' commit-reveal beacon; off chain: zero). A

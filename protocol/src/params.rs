@@ -163,13 +163,15 @@ impl ThreatModel {
         Ok(())
     }
 
-    /// `⌈γn⌉`: rounding up is the conservative side for privacy.
-    pub(crate) fn corrupt_count(&self, n: u32) -> u32 {
+    /// `⌈γn⌉` corrupt clients among `n`: rounding up is the conservative side for privacy.
+    #[must_use]
+    pub fn corrupt_count(&self, n: u32) -> u32 {
         (u64::from(n) * u64::from(self.corrupt_ppm)).div_ceil(u64::from(PPM)) as u32
     }
 
-    /// `⌈δn⌉`: rounding up is the conservative side for finishing the round.
-    fn dropout_count(&self, n: u32) -> u32 {
+    /// `⌈δn⌉` dropouts among `n`: rounding up is the conservative side for finishing the round.
+    #[must_use]
+    pub fn dropout_count(&self, n: u32) -> u32 {
         (u64::from(n) * u64::from(self.dropout_ppm)).div_ceil(u64::from(PPM)) as u32
     }
 

@@ -223,6 +223,8 @@ pub struct PhaseCosts {
     pub k: u32,
     /// Shamir threshold.
     pub t: u32,
+    /// Signatures on the survivor list a client needs before it reveals anything.
+    pub quorum: u32,
     /// Client 0's time per phase: "advertise", "share keys", "open shares", "mask input",
     /// "sign survivors", "unmask reply" (which verifies the quorum's signatures).
     pub client: BTreeMap<&'static str, Duration>,
@@ -231,6 +233,9 @@ pub struct PhaseCosts {
     /// The server's time for the masked inputs, the survivors' signatures, the unmask replies
     /// and the unmasking.
     pub server: Duration,
+    /// The part of `server` spent on the consistency check: checking the survivors' signatures
+    /// and sending them on.
+    pub server_consistency: Duration,
     /// The server's floor: a keystream per survivor and k per dropped client, plus the modular
     /// sum of the survivors' vectors.
     pub server_floor: Duration,
@@ -240,7 +245,7 @@ pub struct PhaseCosts {
 pub fn phase_costs(n: usize, d: u32) -> Result<PhaseCosts, SimError> {
     let ids = identities(n);
     let config = make_config(&ids, d, ThreatModel::default())?;
-    let (k, t) = (config.degree, config.threshold);
+    let (k, t, quorum) = (config.degree, config.threshold, config.consistency_quorum());
     let me = ClientId(0);
     let now = Instant::now();
     let mut rng = ChaCha20Rng::seed_from_u64(1);
@@ -264,6 +269,7 @@ pub fn phase_costs(n: usize, d: u32) -> Result<PhaseCosts, SimError> {
     }
     driver.clients.insert(me, probe);
     let mut server_time = Duration::ZERO;
+    let mut server_consistency = Duration::ZERO;
     for _ in 0..1000 {
         if driver.server.outcome().is_some() {
             break;
@@ -304,10 +310,14 @@ pub fn phase_costs(n: usize, d: u32) -> Result<PhaseCosts, SimError> {
                         | ClientMessage::Survivors(_)
                         | ClientMessage::Unmask(_)
                 );
+                let signature = matches!(msg, ClientMessage::Survivors(_));
                 let t0 = Instant::now();
                 let _ = driver.server.handle(id, msg, driver.now);
                 if is_data {
                     server_time += t0.elapsed();
+                }
+                if signature {
+                    server_consistency += t0.elapsed();
                 }
             }
         }
@@ -353,9 +363,11 @@ pub fn phase_costs(n: usize, d: u32) -> Result<PhaseCosts, SimError> {
         d,
         k,
         t,
+        quorum,
         client: timings,
         client_floor,
         server,
+        server_consistency,
         server_floor,
     })
 }

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use super::chain_side::{BoxFuture, ModelGate, PATIENCE, check};
+use super::chain_side::{BoxFuture, ModelGate, PATIENCE, RoundRoles, check};
 use super::models::ModelCache;
 use super::session::{Action, Prepared, Session};
 use super::vote::{Evaluate, Verdict};
@@ -58,7 +58,7 @@ enum Job {
     Prepared(Result<Prepared, AgentError>),
     Checked {
         attempt: u64,
-        verdict: Result<(), AgentError>,
+        verdict: Result<Option<RoundRoles>, AgentError>,
     },
     Trained {
         attempt: u64,
@@ -194,11 +194,11 @@ impl Driver {
                     Job::Prepared(prepare(source.as_ref(), info, val_fraction))
                 });
             }
-            Action::CheckModel { attempt, id } => match work.gate.clone() {
-                None => self.session.check_done(attempt, Ok(()))?,
+            Action::CheckRound { attempt, round, id } => match work.gate.clone() {
+                None => self.session.check_done(attempt, Ok(None))?,
                 Some(gate) => {
                     self.jobs.spawn(async move {
-                        let verdict = check(gate.as_ref(), id, PATIENCE).await;
+                        let verdict = check(gate.as_ref(), id, round, PATIENCE).await.map(Some);
                         Job::Checked { attempt, verdict }
                     });
                 }

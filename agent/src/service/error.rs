@@ -75,6 +75,11 @@ pub enum AgentError {
     /// goes on.
     #[error("model refused: {0}")]
     ModelRefused(String),
+    /// A round this agent will not take part in because the chain does not back it: its roles
+    /// are not drawn, its cohort is not the chain's proposers, this device is not one. The
+    /// round is skipped, the agent goes on.
+    #[error("round refused: {0}")]
+    RoundRefused(String),
     /// No data source: neither `[data]` in the config nor one given to the builder.
     #[error("no data: add a [data] section or give the builder a data source")]
     NoData,
@@ -85,7 +90,7 @@ impl AgentError {
     /// model or a chain that did not answer are not fatal.
     pub fn is_fatal(&self) -> bool {
         match self {
-            Self::ModelRefused(_) => false,
+            Self::ModelRefused(_) | Self::RoundRefused(_) => false,
             Self::Transport(
                 TransportError::Connection(_)
                 | TransportError::Connect { .. }

@@ -47,6 +47,12 @@ impl PendingInput {
                 delta.len()
             )));
         }
+        if samples == 0 {
+            // A weight of zero is not one the aggregator accepts (`contribution::decode`).
+            return Err(AgentError::Local(format!(
+                "round {round}: an update trained on no samples"
+            )));
+        }
         let clip = config.clip_norm;
         clip_l2(&mut delta, clip)
             .map_err(|e| AgentError::Local(format!("round {round}: clipping the update: {e}")))?;

@@ -41,4 +41,4 @@ pub use config::{AgentConfig, ConfigError};
 pub use error::AgentError;
 pub use identity::load_identity;
 pub use input::Masker;
-pub use state::AgentState;
+pub use state::{AgentState, Pledge, PledgeStage};

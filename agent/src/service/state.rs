@@ -1,5 +1,7 @@
 //! What an agent remembers across restarts, written durably (flock-durable) into its state
-//! directory.
+//! directory: its progress in the task and its pledge, what it has already given away in the
+//! newest round it took part in (so that no aggregator can run that round again without it and
+//! subtract).
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +24,79 @@ pub struct AgentState {
     /// bytes do not hash to its id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_refusal: Option<String>,
+    /// How far this device went in the newest round it sent a masked input for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pledge: Option<Pledge>,
+}
+
+/// How far a device went in one attempt of a round, saved before the message that takes it
+/// there leaves the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PledgeStage {
+    /// Its masked input left.
+    Input,
+    /// It signed a survivor list: from here on an unmask request signed by a quorum may
+    /// reveal what it holds, so it is bound to this attempt.
+    Signed,
+    /// It answered an unmask request.
+    Revealed,
+}
+
+/// The newest round this device sent a masked input for: which attempt, from which model, and
+/// how far it went.
+///
+/// The rule it enforces (ARCHITECTURE.md, "Threat model"): a device contributes to at most one
+/// attempt of a round past the survivor list, and to no round older than one it contributed
+/// to. Two attempts that both unmask a sum with this device's update in it differ by the
+/// updates of the devices that signed only one of them; once every device signs at most one
+/// attempt, each unmasked sum holds a signer set (a quorum of its cohort) that appears in no
+/// other, so no difference of sums isolates one device. Before it signs, a device has given
+/// nothing an honest majority would unmask, and an honest aggregator's retry after an abort
+/// may still count on it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pledge {
+    /// The round.
+    pub round: u64,
+    /// The attempt within the round ([`flock_protocol::RoundConfig::attempt`]).
+    pub attempt: u64,
+    /// The model it trained from (hex id).
+    pub model: String,
+    /// How far it went.
+    pub stage: PledgeStage,
+}
+
+impl Pledge {
+    /// Why this device may not take part in an attempt of round `round` from `model` (hex id),
+    /// or `None` if it may.
+    pub fn forbids(&self, round: u64, model: &str) -> Option<String> {
+        if round < self.round {
+            return Some(format!(
+                "it already sent its input for round {}, a later round",
+                self.round
+            ));
+        }
+        if round > self.round {
+            return None;
+        }
+        if self.stage >= PledgeStage::Signed {
+            let what = match self.stage {
+                PledgeStage::Revealed => "revealed shares",
+                _ => "signed the survivor list",
+            };
+            return Some(format!(
+                "it {what} in attempt {} of round {round}; another attempt could be subtracted from it",
+                self.attempt
+            ));
+        }
+        if model != self.model {
+            return Some(format!(
+                "attempt {} of round {round} was from model {}, this one is from {model}",
+                self.attempt, self.model
+            ));
+        }
+        None
+    }
 }
 
 impl AgentState {

@@ -1,7 +1,9 @@
 //! The agent's message loop in memory against a scripted aggregator (no QUIC): a whole
 //! SecAgg+ round with three simulated peers; a model file whose bytes do not hash to the
 //! announced id (the round is skipped, the agent stays up); a chain that does not answer the
-//! first time (asked again, the agent trains); a model that is not the chain's (refused).
+//! first time (asked again, the agent trains); a model that is not the chain's (refused); the
+//! pledge, on disk before each binding message leaves, refusing another attempt of a round it
+//! signed in (across restarts) and still taking an honest retry.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::{Arc, Mutex};
@@ -10,7 +12,7 @@ use std::time::{Duration, Instant};
 use flock_model::task::{TaskInfo, TrainConfig};
 use flock_model::{ModelId, ModelSpec, Params, file};
 use flock_protocol::session::{AgentMessage, AggregatorMessage, MODEL_CHUNK_BYTES};
-use flock_protocol::wire::ServerMessage;
+use flock_protocol::wire::{ClientMessage, ServerMessage};
 use flock_protocol::{
     Client, ClientId, ClientPhase, ClientPolicy, Identity, Participant, RoundConfig, Server,
     TaskId, ThreatModel,
@@ -20,11 +22,12 @@ use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use tokio::sync::mpsc;
 
-use super::chain_side::{BoxFuture, ModelGate};
+use super::chain_side::{BoxFuture, ModelGate, RoundRoles};
 use super::driver::{Driver, End, Link, Outbox, Work};
 use super::input::Masker;
 use super::models::ModelCache;
 use super::session::Session;
+use super::state::{Pledge, PledgeStage};
 use super::{AgentError, AgentState, RoundReport};
 use crate::data::Dataset;
 use crate::train::TrainDevice;
@@ -65,19 +68,44 @@ impl Outbox for ToAggregator {
     }
 }
 
-/// A chain that answers from a script: `None` for "unreachable".
+/// A chain that answers from a script: `None` for "unreachable"; every round has `roles`.
 #[cfg(feature = "chain")]
-struct ScriptedChain(Mutex<Vec<Option<ModelId>>>);
+struct ScriptedChain {
+    models: Mutex<Vec<Option<ModelId>>>,
+    roles: RoundRoles,
+}
+
+#[cfg(feature = "chain")]
+impl ScriptedChain {
+    /// Answers `models` in turn; the roles draw the test cohort (this agent and its three
+    /// peers) from the zero seed the test rounds are derived with.
+    fn new(models: Vec<Option<ModelId>>) -> Self {
+        let peers = (1..=3).map(|i| Identity::from_secret_bytes(&[i; 32]).public());
+        let me = Identity::from_secret_bytes(&[42; 32]).public();
+        Self {
+            models: Mutex::new(models),
+            roles: RoundRoles {
+                seed: [0; 32],
+                proposers: peers.chain([me]).collect(),
+            },
+        }
+    }
+}
 
 #[cfg(feature = "chain")]
 impl ModelGate for ScriptedChain {
     fn last_accepted(&self) -> BoxFuture<'_, Result<(ModelId, u64), AgentError>> {
-        let next = self.0.lock().unwrap().remove(0);
+        let next = self.models.lock().unwrap().remove(0);
         Box::pin(async move {
             next.map(|m| (m, 0)).ok_or_else(|| {
                 AgentError::Chain(flock_chain::ChainError::Unreachable("timed out".into()))
             })
         })
+    }
+
+    fn roles(&self, _round: u64) -> BoxFuture<'_, Result<RoundRoles, AgentError>> {
+        let roles = self.roles.clone();
+        Box::pin(async move { Ok(roles) })
     }
 }
 
@@ -141,12 +169,18 @@ struct Rig {
 }
 
 fn rig(name: &str, gate: Option<Arc<dyn ModelGate>>) -> Rig {
+    rig_pledged(name, gate, None)
+}
+
+/// A rig whose agent starts from a state with `pledge` in it (as after a restart).
+fn rig_pledged(name: &str, gate: Option<Arc<dyn ModelGate>>, pledge: Option<Pledge>) -> Rig {
     let dir = std::env::temp_dir().join(format!("flock-loop-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let identity = Identity::from_secret_bytes(&[42; 32]);
     let client = ClientId::from_identity(&identity.public());
     let state = AgentState {
         task: TASK.into(),
+        pledge,
         ..AgentState::default()
     };
     let session = Session::new(
@@ -220,14 +254,14 @@ struct Rig2 {
     rounds: Arc<Mutex<Vec<RoundReport>>>,
 }
 
-/// A round of `participants` (this agent first), derived as an aggregator would.
-fn round_config(participants: Vec<Participant>) -> RoundConfig {
+/// Attempt `attempt` of round 1 for `participants`, derived as an aggregator would.
+fn round_config(participants: Vec<Participant>, attempt: u64) -> RoundConfig {
     let len = flock_model::contribution::vector_len(Params::init(&spec(), 1).unwrap().len());
     let threat = ThreatModel::default();
     RoundConfig::derive(
         TaskId::from_name(TASK),
         1,
-        0,
+        attempt,
         participants,
         threat,
         [0; 32],
@@ -264,7 +298,7 @@ async fn a_round_against_a_scripted_aggregator() {
     let (bytes, id) = file::encode(&global).unwrap();
     // Three peers played by the protocol's own clients.
     let (peers, participants) = cohort(&rest);
-    let config = round_config(participants);
+    let config = round_config(participants, 0);
     let now = Instant::now();
     let mut server = Server::new(config.clone(), now).unwrap();
     let mut rng = ChaCha20Rng::seed_from_u64(3);
@@ -326,6 +360,18 @@ async fn a_round_against_a_scripted_aggregator() {
             match agg.recv().await {
                 AgentMessage::Secagg { attempt, msg } => {
                     assert_eq!(attempt, 7, "tagged with the round's attempt");
+                    // What the message gives away was on disk before it left.
+                    let binds = match &msg {
+                        ClientMessage::MaskedChunk(_) => Some(PledgeStage::Input),
+                        ClientMessage::Survivors(_) => Some(PledgeStage::Signed),
+                        ClientMessage::Unmask(_) => Some(PledgeStage::Revealed),
+                        ClientMessage::Advert(_) | ClientMessage::Shares(_) => None,
+                    };
+                    if let Some(stage) = binds {
+                        let saved = AgentState::load(&rest.dir).unwrap().pledge.unwrap();
+                        assert!(saved.stage >= stage, "{saved:?} before {msg:?} left");
+                        assert_eq!((saved.round, saved.attempt), (1, 0));
+                    }
                     let _ = server.handle(rest.client, msg, Instant::now());
                 }
                 other => panic!("unexpected {other:?}"),
@@ -351,6 +397,15 @@ async fn a_round_against_a_scripted_aggregator() {
     assert_eq!(state.model, Some(next.to_string()));
     let saved = AgentState::load(&rest.dir).unwrap();
     assert_eq!(saved, *state, "the state is on disk");
+    assert_eq!(
+        saved.pledge,
+        Some(Pledge {
+            round: 1,
+            attempt: 0,
+            model: id.to_string(),
+            stage: PledgeStage::Revealed,
+        })
+    );
     assert!(
         ModelCache::new(&rest.dir).get(&id).is_some(),
         "the model is kept"
@@ -398,14 +453,101 @@ fn cohort(rest: &Rig2) -> (Vec<Identity>, Vec<Participant>) {
 
 /// Plays welcome and a round of this agent and 3 others announcing `id`.
 fn announce(agg: &Aggregator, rest: &Rig2, id: ModelId) {
+    announce_attempt(agg, rest, id, 0);
+}
+
+/// Plays welcome and attempt `attempt` of round 1 of this agent and 3 others from `id`.
+fn announce_attempt(agg: &Aggregator, rest: &Rig2, id: ModelId, attempt: u64) {
     agg.welcome(rest.client);
     let (_, participants) = cohort(rest);
     agg.send(AggregatorMessage::Round {
         attempt: 1,
-        config: round_config(participants),
+        config: round_config(participants, attempt),
         model: id.0,
         sample_cap: 100,
     });
+}
+
+/// An attempt of round 1 from `id` to an agent restarted with `pledge`: the refusal it saves
+/// (having sent nothing), or `None` if it trained and sent its advert.
+async fn after_restart(name: &str, pledge: Pledge, attempt: u64, id: ModelId) -> Option<String> {
+    let (bytes, real) = file::encode(&Params::init(&spec(), 1).unwrap()).unwrap();
+    let (running, mut agg, rest) = start(rig_pledged(name, None, Some(pledge)));
+    says_hello(&mut agg).await;
+    announce_attempt(&agg, &rest, id, attempt);
+    let refusal = if id == real {
+        fetches(&mut agg, id).await;
+        agg.model(id, &bytes);
+        match agg.recv().await {
+            AgentMessage::Secagg {
+                msg: ClientMessage::Advert(a),
+                ..
+            } => {
+                assert_eq!(a.client, rest.client);
+                None
+            }
+            other => panic!("expected the advert, got {other:?}"),
+        }
+    } else {
+        Some(refusal_saved(&rest.dir).await)
+    };
+    completes(&agg, running, id).await;
+    if refusal.is_some() {
+        assert!(
+            agg.from_agent.try_recv().is_err(),
+            "no FetchModel, no SecAgg+"
+        );
+    }
+    refusal
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_signed_or_revealed_in_one_attempt_takes_part_in_no_other() {
+    let (_, id) = file::encode(&Params::init(&spec(), 1).unwrap()).unwrap();
+    let pledge = |stage| Pledge {
+        round: 1,
+        attempt: 0,
+        model: id.to_string(),
+        stage,
+    };
+    // Attempt differencing: the same round again after the device revealed or signed.
+    for (name, stage, attempt) in [
+        ("revealed-again", PledgeStage::Revealed, 1),
+        ("signed-again", PledgeStage::Signed, 1),
+        ("signed-same", PledgeStage::Signed, 0),
+    ] {
+        let refusal = after_restart(name, pledge(stage), attempt, ModelId([7; 32]))
+            .await
+            .expect("refused");
+        assert!(refusal.contains("attempt 0 of round 1"), "{refusal}");
+    }
+    // An older round than one it sent an input for.
+    let later = Pledge {
+        round: 2,
+        ..pledge(PledgeStage::Input)
+    };
+    let refusal = after_restart("older", later, 0, ModelId([7; 32])).await;
+    assert!(refusal.unwrap().contains("round 2, a later round"));
+    // The same round from another model than the one its input was trained from.
+    let refusal = after_restart(
+        "other-model",
+        pledge(PledgeStage::Input),
+        1,
+        ModelId([7; 32]),
+    );
+    assert!(refusal.await.unwrap().contains("from model"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_honest_retry_after_an_abort_before_the_survivor_list_still_counts_on_the_device() {
+    let (_, id) = file::encode(&Params::init(&spec(), 1).unwrap()).unwrap();
+    let pledge = Pledge {
+        round: 1,
+        attempt: 0,
+        model: id.to_string(),
+        stage: PledgeStage::Input,
+    };
+    assert_eq!(after_restart("retry", pledge, 1, id).await, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -436,13 +578,13 @@ async fn a_model_whose_bytes_do_not_hash_to_its_id_is_refused_and_the_agent_stay
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_that_does_not_answer_at_first_is_asked_again_and_the_agent_trains() {
     let (bytes, id) = file::encode(&Params::init(&spec(), 1).unwrap()).unwrap();
-    let chain = Arc::new(ScriptedChain(Mutex::new(vec![None, Some(id)])));
+    let chain = Arc::new(ScriptedChain::new(vec![None, Some(id)]));
     let (running, mut agg, rest) = start(rig("transient", Some(chain.clone())));
     says_hello(&mut agg).await;
     announce(&agg, &rest, id);
     fetches(&mut agg, id).await;
     assert!(
-        chain.0.lock().unwrap().is_empty(),
+        chain.models.lock().unwrap().is_empty(),
         "asked twice before fetching"
     );
     agg.model(id, &bytes);
@@ -450,7 +592,7 @@ async fn a_chain_that_does_not_answer_at_first_is_asked_again_and_the_agent_trai
     match agg.recv().await {
         AgentMessage::Secagg {
             attempt: 1,
-            msg: flock_protocol::wire::ClientMessage::Advert(a),
+            msg: ClientMessage::Advert(a),
         } => assert_eq!(a.client, rest.client),
         other => panic!("expected the advert, got {other:?}"),
     }
@@ -461,7 +603,7 @@ async fn a_chain_that_does_not_answer_at_first_is_asked_again_and_the_agent_trai
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_that_is_not_the_chains_is_not_even_fetched() {
     let (_, id) = file::encode(&Params::init(&spec(), 1).unwrap()).unwrap();
-    let chain = Arc::new(ScriptedChain(Mutex::new(vec![Some(ModelId([3; 32]))])));
+    let chain = Arc::new(ScriptedChain::new(vec![Some(ModelId([3; 32]))]));
     let (running, mut agg, rest) = start(rig("not-the-chains", Some(chain)));
     says_hello(&mut agg).await;
     announce(&agg, &rest, id);
@@ -472,4 +614,42 @@ async fn a_model_that_is_not_the_chains_is_not_even_fetched() {
         agg.from_agent.try_recv().is_err(),
         "no FetchModel, no SecAgg+"
     );
+}
+
+/// A round on chain whose roles are `change`d from the test cohort's: the refusal saved.
+#[cfg(feature = "chain")]
+async fn refused_on_chain(name: &str, change: impl FnOnce(&mut RoundRoles)) -> String {
+    let (_, id) = file::encode(&Params::init(&spec(), 1).unwrap()).unwrap();
+    let mut chain = ScriptedChain::new(vec![Some(id)]);
+    change(&mut chain.roles);
+    let (running, mut agg, rest) = start(rig(name, Some(Arc::new(chain))));
+    says_hello(&mut agg).await;
+    announce(&agg, &rest, id);
+    let refusal = refusal_saved(&rest.dir).await;
+    completes(&agg, running, id).await;
+    assert!(
+        agg.from_agent.try_recv().is_err(),
+        "no FetchModel, no SecAgg+"
+    );
+    refusal
+}
+
+#[cfg(feature = "chain")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_chain_a_cohort_that_is_not_the_drawn_proposers_or_another_seed_is_refused() {
+    // A participant the chain did not draw (the aggregator's colluder, say).
+    let refusal = refused_on_chain("not-drawn", |r| {
+        r.proposers.remove(0);
+    })
+    .await;
+    assert!(refusal.contains("is not one of its proposers"), "{refusal}");
+    // This device is not a proposer of the round.
+    let refusal = refused_on_chain("not-me", |r| {
+        r.proposers.pop();
+    })
+    .await;
+    assert!(refusal.contains("not a drawn proposer"), "{refusal}");
+    // The graph seed was not derived from the chain's seed.
+    let refusal = refused_on_chain("other-seed", |r| r.seed = [9; 32]).await;
+    assert!(refusal.contains("seed"), "{refusal}");
 }

@@ -1,6 +1,7 @@
 //! The agent's side of an FL Alliance task on chain (`[chain]` with a `key`): it stakes and
 //! joins with its device identity ([`start`]), the session's gate reads the chain's last
-//! accepted model ([`ChainGate`]: the session refuses to train from any other), and the
+//! accepted model and a round's drawn seed and proposers ([`ChainGate`]: the session refuses
+//! to train from any other model, or in a cohort that is not the proposers), and the
 //! follower (`follower`) plays every round this account is a member of: beacon, role, vote.
 //! As a proposer it needs nothing from the chain here: the aggregator sends the round over
 //! QUIC. The beacon secret and the ballot are kept on disk until revealed (`secrets`).
@@ -21,7 +22,7 @@ use tokio::sync::mpsc;
 use tracing::info;
 
 use super::AgentError;
-use super::chain_side::{BoxFuture, ChainParts, ModelGate};
+use super::chain_side::{BoxFuture, ChainParts, ModelGate, RoundRoles};
 use super::config::ChainSection;
 use follower::Follower;
 use secrets::Secrets;
@@ -39,6 +40,22 @@ impl ModelGate for ChainGate {
         Box::pin(async move {
             let (accepted, round) = self.client.last_accepted().await?;
             Ok((ModelId(accepted.0), round))
+        })
+    }
+
+    fn roles(&self, round: u64) -> BoxFuture<'_, Result<RoundRoles, AgentError>> {
+        Box::pin(async move {
+            let view = self.client.round_info(round).await?;
+            if view.rolesDrawnAt == 0 {
+                return Err(AgentError::RoundRefused(format!(
+                    "the roles of round {round} are not drawn on chain"
+                )));
+            }
+            let roster = self.client.roster(round).await?;
+            Ok(RoundRoles {
+                seed: view.seed.0,
+                proposers: roster.proposers().map(|e| e.identity.0).collect(),
+            })
         })
     }
 }

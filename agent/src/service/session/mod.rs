@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use flock_model::task::{TaskInfo, TrainConfig};
 use flock_model::{ModelId, Params};
+use flock_protocol::config::OFF_CHAIN_BEACON;
 use flock_protocol::session::{AgentMessage, AggregatorMessage};
 use flock_protocol::wire::ServerMessage;
 use flock_protocol::{Client, ClientId, ClientPhase, ClientPolicy, Identity, RoundConfig, TaskId};
@@ -26,8 +27,10 @@ use tracing::{error, info, warn};
 mod fetch;
 mod judging;
 
+use super::chain_side::RoundRoles;
 use super::input::{Masker, PendingInput};
 use super::models::Download;
+use super::state::{Pledge, PledgeStage};
 use super::{AgentError, AgentState, RoundReport};
 use crate::data::Dataset;
 use crate::train::LocalUpdate;
@@ -51,9 +54,13 @@ pub(crate) struct Prepared {
 pub(crate) enum Action {
     /// Load and prepare this task's data; then [`Session::prepare_done`].
     Prepare(TaskInfo),
-    /// Check that `id` is the chain's last accepted model (a no-op off chain); then
-    /// [`Session::check_done`].
-    CheckModel { attempt: u64, id: ModelId },
+    /// Check that `id` is the chain's last accepted model and read the roles of `round` (a
+    /// no-op off chain); then [`Session::check_done`].
+    CheckRound {
+        attempt: u64,
+        round: u64,
+        id: ModelId,
+    },
     /// Look for model `id` in the cache; then [`Session::cache_done`].
     LoadModel { id: ModelId },
     /// Keep model `id`'s checked bytes in the cache.
@@ -89,14 +96,22 @@ struct Offer {
     config: RoundConfig,
     model: ModelId,
     sample_cap: u64,
+    /// The graph seed's beacon: the chain's drawn seed, or zero off chain.
+    beacon: [u8; 32],
     /// SecAgg+ messages of this attempt that came while this agent trained.
     early: Vec<ServerMessage>,
 }
 
 /// The SecAgg+ attempt this agent takes part in.
 struct Active {
+    /// The aggregator's attempt tag ([`AggregatorMessage::Round`]).
     attempt: u64,
+    /// The round.
     number: u64,
+    /// The attempt within the round ([`RoundConfig::attempt`]).
+    config_attempt: u64,
+    /// The model it trained from.
+    model: ModelId,
     client: Client,
     input: Option<PendingInput>,
     samples: u64,
@@ -325,38 +340,70 @@ impl Session {
     fn offered(&mut self, attempt: u64, config: RoundConfig, model: ModelId, sample_cap: u64) {
         // A newer attempt replaces whatever this agent was doing for an older one.
         self.active = None;
+        self.offer = None;
+        // Refused before anything else: what the device has pledged.
+        let pledged = self
+            .state
+            .pledge
+            .as_ref()
+            .and_then(|p| p.forbids(config.round, &model.to_string()));
+        if let Some(reason) = pledged {
+            self.refuse_round(config.round, &reason);
+            return;
+        }
+        let round = config.round;
         self.offer = Some(Offer {
             attempt,
             config,
             model,
             sample_cap,
+            beacon: OFF_CHAIN_BEACON,
             early: Vec::new(),
         });
-        self.actions
-            .push_back(Action::CheckModel { attempt, id: model });
+        self.actions.push_back(Action::CheckRound {
+            attempt,
+            round,
+            id: model,
+        });
     }
 
-    /// The chain's verdict on the model of `attempt`'s round.
+    /// The chain's verdict on the model of `attempt`'s round and the roles it drew for it
+    /// (`None` off chain); then the device's own floors, with the graph seed recomputed from
+    /// the chain's seed.
     pub(crate) fn check_done(
         &mut self,
         attempt: u64,
-        verdict: Result<(), AgentError>,
+        verdict: Result<Option<RoundRoles>, AgentError>,
     ) -> Result<(), AgentError> {
-        let Some(offer) = self.offer.as_ref().filter(|o| o.attempt == attempt) else {
+        let Some(offer) = self.offer.as_mut().filter(|o| o.attempt == attempt) else {
             return Ok(());
         };
         let (round, model) = (offer.config.round, offer.model);
-        match verdict {
-            Ok(()) => {
-                self.need_model(model, Waiter::Round(attempt));
-                Ok(())
-            }
-            Err(AgentError::ModelRefused(reason)) => {
+        let roles = match verdict {
+            Ok(roles) => roles,
+            Err(AgentError::ModelRefused(reason) | AgentError::RoundRefused(reason)) => {
                 self.refuse_round(round, &reason);
-                Ok(())
+                return Ok(());
             }
-            Err(e) => Err(e),
+            Err(e) => return Err(e),
+        };
+        let me = self.identity.public();
+        let refusal = match &roles {
+            Some(roles) => not_the_chains_cohort(&offer.config, &me, roles),
+            None => None,
+        };
+        offer.beacon = roles.map_or(OFF_CHAIN_BEACON, |r| r.seed);
+        let refusal = refusal.or_else(|| {
+            self.policy
+                .check(&offer.config, &offer.beacon)
+                .err()
+                .map(|e| e.to_string())
+        });
+        match refusal {
+            Some(reason) => self.refuse_round(round, &reason),
+            None => self.need_model(model, Waiter::Round(attempt)),
         }
+        Ok(())
     }
 
     fn refuse_round(&mut self, round: u64, reason: &str) {
@@ -405,7 +452,7 @@ impl Session {
         let Some(offer) = self.offer.take_if(|o| o.attempt == attempt) else {
             return Ok(());
         };
-        let number = offer.config.round;
+        let (number, config_attempt) = (offer.config.round, offer.config.attempt);
         let (keys, rounding) = seed.split_at(32);
         let rounding: [u8; 32] = rounding.try_into().unwrap_or_default();
         let input = PendingInput::new(
@@ -421,13 +468,12 @@ impl Session {
             words: input.quantised()?,
         });
         let mut rng = ChaCha20Rng::from_seed(keys.try_into().unwrap_or_default());
-        // Off chain the graph seed's beacon is zero (`flock_protocol::config::graph_seed`).
         let client = Client::new(
             offer.config,
             self.client,
             &self.identity,
             &self.policy,
-            &[0; 32],
+            &offer.beacon,
             &mut rng,
             now,
         )
@@ -445,6 +491,8 @@ impl Session {
         self.active = Some(Active {
             attempt,
             number,
+            config_attempt,
+            model: offer.model,
             client,
             input: Some(input),
             samples: update.samples,
@@ -481,6 +529,20 @@ impl Session {
             warn!(round = r.number, "input refused: {e}");
             self.active = None;
             return Ok(());
+        }
+        // What is about to leave binds the device: saved first (actions drain before transmits).
+        if let Some(stage) = stage_reached(r.client.phase())
+            && self.state.pledge.as_ref().is_none_or(|p| {
+                (p.round, p.attempt) != (r.number, r.config_attempt) || p.stage < stage
+            })
+        {
+            self.state.pledge = Some(Pledge {
+                round: r.number,
+                attempt: r.config_attempt,
+                model: r.model.to_string(),
+                stage,
+            });
+            self.actions.push_back(Action::SaveState);
         }
         let attempt = r.attempt;
         while let Some(msg) = r.client.poll_transmit() {
@@ -522,4 +584,42 @@ impl Session {
             train_seconds,
         }));
     }
+}
+
+/// The pledge a client in `phase` has reached with what it is about to send.
+fn stage_reached(phase: ClientPhase) -> Option<PledgeStage> {
+    match phase {
+        ClientPhase::AwaitingSurvivors => Some(PledgeStage::Input),
+        ClientPhase::AwaitingUnmaskRequest => Some(PledgeStage::Signed),
+        ClientPhase::AwaitingResult | ClientPhase::Finished => Some(PledgeStage::Revealed),
+        ClientPhase::AwaitingAdverts
+        | ClientPhase::AwaitingShares
+        | ClientPhase::AwaitingInput
+        | ClientPhase::Aborted => None,
+    }
+}
+
+/// Why a round's cohort is not the one the chain drew (`me`'s identity key among them), if it
+/// is not: every participant must be a drawn proposer, and so must this device.
+fn not_the_chains_cohort(
+    config: &RoundConfig,
+    me: &[u8; 32],
+    roles: &RoundRoles,
+) -> Option<String> {
+    let round = config.round;
+    if !roles.proposers.contains(me) {
+        return Some(format!(
+            "this device is not a drawn proposer of round {round} on chain"
+        ));
+    }
+    config
+        .participants
+        .iter()
+        .find(|p| !roles.proposers.contains(&p.identity))
+        .map(|p| {
+            format!(
+                "participant {} of round {round} is not one of its proposers on chain",
+                p.id
+            )
+        })
 }
