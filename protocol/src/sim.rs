@@ -159,11 +159,19 @@ impl Driver {
                 .ids
                 .get(to.0 as usize)
                 .ok_or_else(|| SimError::Protocol(format!("no identity for {to}")))?;
+            // The benchmark picks the round's shape (Flower's k = 3, t = 2 included): the
+            // simulated devices take the round's own parameters as their floors.
+            let policy = ClientPolicy {
+                min_participants: 2,
+                min_contributors: 1,
+                floor: config.threat,
+                ..ClientPolicy::default()
+            };
             let c = Client::new(
                 config,
                 to,
                 identity,
-                &ClientPolicy::default(),
+                &policy,
                 &BEACON,
                 &mut self.rng,
                 self.now,
