@@ -6,18 +6,12 @@ mod common;
 
 use alloy::primitives::B256;
 use flock_chain::contribution::{ContributionError, prove};
-use flock_chain::drive::{RoundScript, play_round};
+use flock_chain::drive::RoundScript;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contributors_prove_membership_and_others_cannot() -> anyhow::Result<()> {
     let s = common::setup(7, 500, |_| 20, |_| {}).await?;
-    let r = play_round(
-        &s.devnet,
-        &s.members,
-        &s.aggregator,
-        &RoundScript::default(),
-    )
-    .await?;
+    let r = common::play(&s, &RoundScript::default()).await?;
     assert!(r.proposers.len() >= 2);
     for p in &r.proposers {
         let proof = prove(&s.aggregator, r.round, *p).await?;

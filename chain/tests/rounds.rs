@@ -7,7 +7,7 @@ mod common;
 
 use alloy::primitives::{B256, U256};
 use flock_chain::devnet::dev_identity;
-use flock_chain::drive::{RoundScript, play_round};
+use flock_chain::drive::RoundScript;
 use flock_chain::roles::{Outcome, proposer_count, proposer_indices};
 use std::time::Instant;
 
@@ -22,10 +22,8 @@ async fn tokens_are_conserved_over_a_task() -> anyhow::Result<()> {
     // Round 1 accepted with one dissenting voter and a beacon withholder (both slashed);
     // round 2 rejected; round 3 accepted by all.
     let members: Vec<_> = s.members.iter().map(|m| m.address()).collect();
-    let r1 = play_round(
-        &s.devnet,
-        &s.members,
-        &s.aggregator,
+    let r1 = common::play(
+        &s,
         &RoundScript {
             beacon_withholders: vec![members[0]],
             ..RoundScript::default()
@@ -42,10 +40,8 @@ async fn tokens_are_conserved_over_a_task() -> anyhow::Result<()> {
     assert!(info1.rewardPaid > U256::ZERO, "winners were paid");
     assert_eq!(after1, pool0 + info1.slashed - info1.rewardPaid);
 
-    let r2 = play_round(
-        &s.devnet,
-        &s.members,
-        &s.aggregator,
+    let r2 = common::play(
+        &s,
         &RoundScript {
             rejecters: members.clone(),
             ..RoundScript::default()
@@ -53,13 +49,7 @@ async fn tokens_are_conserved_over_a_task() -> anyhow::Result<()> {
     )
     .await?;
     assert_eq!(r2.outcome, Outcome::Rejected);
-    let r3 = play_round(
-        &s.devnet,
-        &s.members,
-        &s.aggregator,
-        &RoundScript::default(),
-    )
-    .await?;
+    let r3 = common::play(&s, &RoundScript::default()).await?;
     assert_eq!(r3.outcome, Outcome::Accepted);
 
     // Conservation: every token is in a wallet or the task, and the task holds exactly the
@@ -99,7 +89,7 @@ async fn rejected_rounds_slash_proposers_and_remove_repeat_offenders() -> anyhow
         ..RoundScript::default()
     };
 
-    let r1 = play_round(&s.devnet, &s.members, &s.aggregator, &reject_all).await?;
+    let r1 = common::play(&s, &reject_all).await?;
     assert_eq!(r1.outcome, Outcome::Rejected);
     assert_eq!(s.aggregator.last_accepted().await?, (initial, 0));
     let hundred = common_flock(100);
@@ -126,7 +116,7 @@ async fn rejected_rounds_slash_proposers_and_remove_repeat_offenders() -> anyhow
         r1.proposers.iter().map(|p| (*p, 1)).collect();
     let mut removed = None;
     for _ in 0..8 {
-        let r = play_round(&s.devnet, &s.members, &s.aggregator, &reject_all).await?;
+        let r = common::play(&s, &reject_all).await?;
         assert_eq!(r.outcome, Outcome::Rejected);
         for p in &r.proposers {
             let n = proposed.entry(*p).or_default();
@@ -174,13 +164,7 @@ async fn rejected_rounds_slash_proposers_and_remove_repeat_offenders() -> anyhow
 async fn roles_on_chain_match_the_pure_draw() -> anyhow::Result<()> {
     let t0 = Instant::now();
     let s = common::setup(7, 0, |_| 10, |_| {}).await?;
-    let r = play_round(
-        &s.devnet,
-        &s.members,
-        &s.aggregator,
-        &RoundScript::default(),
-    )
-    .await?;
+    let r = common::play(&s, &RoundScript::default()).await?;
     let n = r.members.len();
     let k = proposer_count(n, s.params.proposer_share_bps);
     assert_eq!(r.proposers.len(), k);
@@ -202,10 +186,8 @@ async fn strikes_survive_leaving_and_rejoining_under_the_account_or_the_device_k
     let s = common::setup(5, 100, |_| 100, |p| p.strikes_before_removal = 3).await?;
     let members: Vec<_> = s.members.iter().map(|m| m.address()).collect();
     // Everyone rejects: the proposers are slashed once each.
-    let r1 = play_round(
-        &s.devnet,
-        &s.members,
-        &s.aggregator,
+    let r1 = common::play(
+        &s,
         &RoundScript {
             rejecters: members.clone(),
             ..RoundScript::default()
@@ -270,10 +252,8 @@ async fn members_absent_when_a_round_opened_are_not_slashed_but_withholders_are(
     let members: Vec<_> = s.members.iter().map(|m| m.address()).collect();
     // Anyone may open a round: members 0 and 1 are offline and commit nothing; member 2
     // commits a beacon share and withholds it.
-    let r = play_round(
-        &s.devnet,
-        &s.members,
-        &s.aggregator,
+    let r = common::play(
+        &s,
         &RoundScript {
             beacon_skippers: vec![members[0], members[1]],
             beacon_withholders: vec![members[2]],
@@ -317,10 +297,8 @@ async fn a_small_stake_is_never_slashed_by_zero() -> anyhow::Result<()> {
             .await?;
     }
     let members: Vec<_> = s.members.iter().map(|m| m.address()).collect();
-    let r = play_round(
-        &s.devnet,
-        &s.members,
-        &s.aggregator,
+    let r = common::play(
+        &s,
         &RoundScript {
             rejecters: members,
             ..RoundScript::default()

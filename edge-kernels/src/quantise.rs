@@ -84,6 +84,13 @@ impl QuantParams {
         self.top
     }
 
+    /// One quantisation level in the units of the values, `1/s`: the most by which a
+    /// stochastically rounded value (or a mean of them) differs from the value.
+    #[must_use]
+    pub fn resolution(&self) -> f64 {
+        1.0 / f64::from(self.scale)
+    }
+
     /// The largest quantised value, `2^b − 1`.
     #[must_use]
     pub fn max_level(&self) -> u32 {

@@ -13,9 +13,9 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 
 use flock_protocol::wire::ClientMessage;
-use flock_protocol::{ClientId, RoundConfig, TaskId, ThreatModel};
+use flock_protocol::{ClientId, RoundConfig, ThreatModel};
 use proptest::prelude::*;
-use support::{Drop, Round, beacon, identities, participants};
+use support::{Drop, Round, config_for};
 
 /// What a malicious client does to what it sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,24 +84,11 @@ fn drop_point() -> impl Strategy<Value = Drop> {
 /// A round of `n` with 10 % dropout and 15 % corrupt clients (at least one), or `None` where
 /// the parameter rules give no safe round.
 fn hostile_config(n: usize, seed: u8) -> Option<(RoundConfig, Vec<flock_protocol::Identity>)> {
-    let ids = identities(n, seed);
     let threat = ThreatModel {
         corrupt_ppm: 150_000,
         ..ThreatModel::default()
     };
-    let config = RoundConfig::derive(
-        TaskId([seed; 32]),
-        u64::from(seed),
-        0,
-        participants(&ids),
-        threat,
-        beacon(seed),
-        64,
-        1.0,
-        10_000,
-    )
-    .ok()?;
-    Some((config, ids))
+    config_for(n, 64, seed, threat).ok()
 }
 
 proptest! {

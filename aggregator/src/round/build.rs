@@ -88,7 +88,7 @@ pub(crate) fn build(
     let bounds = Bounds {
         clip: config.clip_norm,
         sample_cap,
-        resolution: 1.0 / f64::from(quant.scale()),
+        resolution: quant.resolution(),
     };
     let update = contribution::decode(&mean, &bounds).map_err(BuildError::Decode)?;
     let (params, moments) = optimizer

@@ -5,6 +5,7 @@
 use alloy::primitives::{Address, U256};
 use flock_chain::anvil::AnvilOptions;
 use flock_chain::devnet::{Devnet, dev_identity};
+use flock_chain::drive::{RoundReport, RoundScript, play_round};
 use flock_chain::params::{FLOCK, TaskParams};
 use flock_chain::task::TaskClient;
 
@@ -60,6 +61,11 @@ pub async fn setup(
         aggregator,
         params,
     })
+}
+
+/// Plays one scripted round of the set-up's task with all its members.
+pub async fn play(s: &Setup, script: &RoundScript) -> anyhow::Result<RoundReport> {
+    Ok(play_round(&s.devnet, &s.members, &s.aggregator, script).await?)
 }
 
 /// Σ FLOCK of every devnet wallet and the task.

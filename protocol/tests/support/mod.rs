@@ -133,7 +133,6 @@ pub fn identities(n: usize, seed: u8) -> Vec<Identity> {
 /// A round of `n` clients with parameters derived for the default threat model (10 %
 /// dropout); two or three clients cannot survive a dropout, so they get a model without one.
 pub fn config(n: usize, d: u32, seed: u8) -> (RoundConfig, Vec<Identity>) {
-    let ids = identities(n, seed);
     let threat = if n >= 4 {
         ThreatModel::default()
     } else {
@@ -142,6 +141,18 @@ pub fn config(n: usize, d: u32, seed: u8) -> (RoundConfig, Vec<Identity>) {
             ..ThreatModel::default()
         }
     };
+    config_for(n, d, seed, threat).unwrap()
+}
+
+/// A round of `n` clients over `d` words with parameters derived for `threat` (round, task and
+/// beacon from `seed`), or why the parameter rules give none.
+pub fn config_for(
+    n: usize,
+    d: u32,
+    seed: u8,
+    threat: ThreatModel,
+) -> Result<(RoundConfig, Vec<Identity>), flock_protocol::ConfigError> {
+    let ids = identities(n, seed);
     let config = RoundConfig::derive(
         TaskId([seed; 32]),
         u64::from(seed),
@@ -152,9 +163,8 @@ pub fn config(n: usize, d: u32, seed: u8) -> (RoundConfig, Vec<Identity>) {
         d,
         1.0,
         10_000,
-    )
-    .unwrap();
-    (config, ids)
+    )?;
+    Ok((config, ids))
 }
 
 impl Round {

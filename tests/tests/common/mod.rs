@@ -394,7 +394,7 @@ pub fn check_bit_exact(
         let bounds = flock_model::contribution::Bounds {
             clip: CLIP,
             sample_cap: 100,
-            resolution: 1.0 / f64::from(params.scale()),
+            resolution: params.resolution(),
         };
         let update = flock_model::contribution::decode(&mean, &bounds).unwrap();
         let (expected, next_moments) = optimizer

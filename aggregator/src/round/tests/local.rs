@@ -32,14 +32,7 @@ fn local_rounds_run_end_to_end_and_each_model_is_the_clear_fedavg() {
         assert_eq!(models, &vec![summary.model]);
         // Each model is the clear FedAvg of the four inputs after the previous one, bit for
         // bit (the id is the hash of the file's bytes).
-        let expected = clear_fedavg(
-            &w,
-            summary.round,
-            summary.bits,
-            &summary.contributors,
-            &previous,
-            &optimizer,
-        );
+        let expected = clear_fedavg(&w, summary, &previous, &optimizer);
         assert_eq!(
             flock_model::file::encode(&expected).unwrap().1,
             summary.model
@@ -130,14 +123,7 @@ fn one_bad_attempt(hostile: Hostile, which: impl Fn(usize) -> bool) {
     assert!(!summaries[0].accepted && summaries[0].contributors.is_empty());
     for (summary, (_, state)) in summaries.iter().zip(&w.persisted).skip(1) {
         assert_eq!(state.as_ref().unwrap().model, summary.model);
-        let expected = clear_fedavg(
-            &w,
-            summary.round,
-            summary.bits,
-            &summary.contributors,
-            &previous,
-            &optimizer,
-        );
+        let expected = clear_fedavg(&w, summary, &previous, &optimizer);
         assert_eq!(
             flock_model::file::encode(&expected).unwrap().1,
             summary.model,

@@ -21,7 +21,7 @@ use flock_protocol::{Client, ClientId, ClientPhase, Identity, Participant, Round
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 
-use super::{Event, Governance, Restored, RoundMachine};
+use super::{Event, Governance, Restored, RoundMachine, RoundSummary};
 use crate::config::Config;
 use crate::mailbox::{Candidate, ChainInput, Input};
 use crate::metrics::Metrics;
@@ -401,27 +401,26 @@ impl Agent {
     }
 }
 
-/// The model after `global` from the clear sum of `contributors`' inputs of `round`.
+/// The model after `global` from the clear sum of the inputs `summary` names, of its round.
 fn clear_fedavg(
     world: &World,
-    round: u64,
-    bits: u32,
-    contributors: &[ClientId],
+    summary: &RoundSummary,
     global: &Params,
     optimizer: &ServerOptimizer,
 ) -> Params {
     let mut sum = vec![0u32; global.len() + 1];
-    for id in contributors {
-        for (s, w) in sum.iter_mut().zip(&world.agents[id].inputs[&round]) {
+    for id in &summary.contributors {
+        for (s, w) in sum.iter_mut().zip(&world.agents[id].inputs[&summary.round]) {
             *s = s.wrapping_add(*w);
         }
     }
-    let quant = QuantParams::new(bits, CLIP).unwrap();
-    let mean = edge_kernels::dequantise_mean(&sum, contributors.len() as u64, &quant).unwrap();
+    let quant = QuantParams::new(summary.bits, CLIP).unwrap();
+    let mean =
+        edge_kernels::dequantise_mean(&sum, summary.contributors.len() as u64, &quant).unwrap();
     let bounds = flock_model::contribution::Bounds {
         clip: CLIP,
         sample_cap: CAP,
-        resolution: 1.0 / f64::from(quant.scale()),
+        resolution: quant.resolution(),
     };
     let update = flock_model::contribution::decode(&mean, &bounds).unwrap();
     optimizer.step(global, &update, None).unwrap().0
