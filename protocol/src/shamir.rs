@@ -126,11 +126,11 @@ pub fn reconstruct(shares: &[Share], t: usize) -> Result<[u8; 32], ShamirError> 
         return Err(ShamirError::Inconsistent);
     }
     let (basis, extra) = shares.split_at(t);
-    let basis_xs: Vec<u64> = basis.iter().map(|s| s.x).collect();
-    let at_zero = lagrange_weights(&basis_xs, 0);
+    let lagrange = Basis::new(basis.iter().map(|s| s.x).collect());
+    let at_zero = lagrange.weights_at(0);
     let limbs: [u64; LIMBS] = std::array::from_fn(|l| dot(&at_zero, basis.iter().map(|s| s.y[l])));
     for s in extra {
-        let w = lagrange_weights(&basis_xs, s.x);
+        let w = lagrange.weights_at(s.x);
         for (l, &y) in s.y.iter().enumerate() {
             if dot(&w, basis.iter().map(|b| b.y[l])) != y {
                 return Err(ShamirError::Inconsistent);
@@ -189,8 +189,8 @@ pub fn reconstruct_checked(
     let mut pick: Vec<usize> = (0..t).collect();
     for _ in 0..MAX_SUBSETS {
         let basis: Vec<&Share> = pick.iter().map(|&i| usable[i]).collect();
-        let basis_xs: Vec<u64> = basis.iter().map(|s| s.x).collect();
-        let at_zero = lagrange_weights(&basis_xs, 0);
+        let lagrange = Basis::new(basis.iter().map(|s| s.x).collect());
+        let at_zero = lagrange.weights_at(0);
         let limbs: [u64; LIMBS] =
             std::array::from_fn(|l| dot(&at_zero, basis.iter().map(|s| s.y[l])));
         if let Some(secret) = from_limbs(&limbs).map(zeroize::Zeroizing::new)
@@ -200,7 +200,7 @@ pub fn reconstruct_checked(
                 .iter()
                 .copied()
                 .filter(|s| {
-                    let w = lagrange_weights(&basis_xs, s.x);
+                    let w = lagrange.weights_at(s.x);
                     (0..LIMBS).any(|l| dot(&w, basis.iter().map(|b| b.y[l])) != s.y[l])
                 })
                 .collect();
@@ -317,21 +317,61 @@ fn eval(coefficients: &[u64], x: u64) -> u64 {
         .fold(0, |acc, &c| add(mul(acc, x), c))
 }
 
-/// Lagrange basis weights of the points `xs` evaluated at `at`.
-fn lagrange_weights(xs: &[u64], at: u64) -> Vec<u64> {
-    xs.iter()
-        .enumerate()
-        .map(|(j, &xj)| {
-            let (mut num, mut den) = (1, 1);
-            for (m, &xm) in xs.iter().enumerate() {
-                if m != j {
-                    num = mul(num, sub(at, xm));
-                    den = mul(den, sub(xj, xm));
-                }
-            }
-            mul(num, inv(den))
-        })
-        .collect()
+/// The Lagrange basis of distinct points `xs`, in barycentric form: `w_j = 1 / Π_{m≠j}
+/// (x_j − x_m)`, computed once (`t²` products and one inversion), so that the weights at any
+/// further point cost `O(t)` products and one inversion instead of `t` inversions and `2t²`
+/// products. The surplus check evaluates the polynomial at every spare share's point.
+struct Basis {
+    xs: Vec<u64>,
+    w: Vec<u64>,
+}
+
+impl Basis {
+    fn new(xs: Vec<u64>) -> Self {
+        let mut w: Vec<u64> = xs
+            .iter()
+            .enumerate()
+            .map(|(j, &xj)| {
+                xs.iter()
+                    .enumerate()
+                    .filter(|&(m, _)| m != j)
+                    .fold(1, |acc, (_, &xm)| mul(acc, sub(xj, xm)))
+            })
+            .collect();
+        invert_all(&mut w);
+        Self { xs, w }
+    }
+
+    /// The weights `L_j(at)`, so that `p(at) = Σ L_j(at) · y_j`.
+    fn weights_at(&self, at: u64) -> Vec<u64> {
+        if let Some(j) = self.xs.iter().position(|&x| x == at) {
+            return (0..self.xs.len()).map(|m| u64::from(m == j)).collect();
+        }
+        let mut d: Vec<u64> = self.xs.iter().map(|&x| sub(at, x)).collect();
+        let ell = d.iter().fold(1, |acc, &v| mul(acc, v));
+        invert_all(&mut d);
+        d.iter()
+            .zip(&self.w)
+            .map(|(&inv_d, &w)| mul(ell, mul(w, inv_d)))
+            .collect()
+    }
+}
+
+/// Replaces every value by its inverse with one field inversion (Montgomery's trick). The
+/// values are non-zero: differences of distinct points.
+fn invert_all(values: &mut [u64]) {
+    let mut prefix = Vec::with_capacity(values.len());
+    let mut acc = 1;
+    for &v in values.iter() {
+        prefix.push(acc);
+        acc = mul(acc, v);
+    }
+    let mut inv_acc = inv(acc);
+    for (v, before) in values.iter_mut().zip(prefix).rev() {
+        let inverse = mul(inv_acc, before);
+        inv_acc = mul(inv_acc, *v);
+        *v = inverse;
+    }
 }
 
 fn dot(weights: &[u64], ys: impl Iterator<Item = u64>) -> u64 {
@@ -452,6 +492,32 @@ mod tests {
             let shares = split(&secret, t, &xs, &mut ChaCha20Rng::from_seed(seed)).unwrap();
             prop_assert_eq!(reconstruct(&shares, t).unwrap(), secret);
             prop_assert_eq!(reconstruct(&shares[extra..], t).unwrap(), secret);
+        }
+
+        #[test]
+        fn barycentric_weights_are_the_lagrange_weights(
+            xs in proptest::collection::btree_set(1u64..P, 1..40),
+            at in 0u64..P,
+        ) {
+            let xs: Vec<u64> = xs.into_iter().collect();
+            // The textbook definition: L_j(at) = Π_{m≠j} (at − x_m) / (x_j − x_m).
+            let textbook: Vec<u64> = xs
+                .iter()
+                .enumerate()
+                .map(|(j, &xj)| {
+                    let (mut num, mut den) = (1, 1);
+                    for (m, &xm) in xs.iter().enumerate() {
+                        if m != j {
+                            num = mul(num, sub(at, xm));
+                            den = mul(den, sub(xj, xm));
+                        }
+                    }
+                    mul(num, inv(den))
+                })
+                .collect();
+            let basis = Basis::new(xs.clone());
+            prop_assert_eq!(basis.weights_at(at), textbook);
+            prop_assert_eq!(&basis.weights_at(xs[0])[..1], &[1][..]);
         }
     }
 }
