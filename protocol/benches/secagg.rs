@@ -166,6 +166,14 @@ fn dropout_rounds(quick: bool) {
     for r in 0..rounds {
         let mut c = config.clone();
         c.round = r as u64 + 1;
+        // The devices recompute the graph seed from the round: an honest server derives it.
+        c.graph_seed = flock_protocol::config::graph_seed(
+            &c.task,
+            c.round,
+            c.attempt,
+            &c.participants,
+            &sim::BEACON,
+        );
         let mut driver = Driver::new(c, identities(ids_n), |_| true).unwrap();
         let mut victims = std::collections::BTreeSet::new();
         while victims.len() < n / 10 {
