@@ -176,6 +176,7 @@ async fn round(pki: &Pki, d: usize, secure: bool) -> anyhow::Result<Round> {
                         offset: (c * flock_protocol::wire::CHUNK_WORDS) as u32,
                         total: d as u32,
                         words: words_to_bytes(words),
+                        refusals: Vec::new(),
                     });
                     frames::send(&conn, &msg).await?;
                 }

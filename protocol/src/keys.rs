@@ -42,6 +42,7 @@ pub(crate) fn pair_sign(me: ClientId, peer: ClientId) -> edge_kernels::Sign {
 
 const ADVERT_CONTEXT: &[u8] = b"flock/secagg+/v2/advert";
 const SURVIVORS_CONTEXT: &[u8] = b"flock/secagg+/v2/survivors";
+const SHARES_CONTEXT: &[u8] = b"flock/secagg+/v3/shares";
 const SELF_MASK_CONTEXT: &[u8] = b"flock/secagg+/v2/self-mask";
 const MASK_SALT: &[u8] = b"flock/secagg+/v2/pair-mask";
 const SHARE_SALT: &[u8] = b"flock/secagg+/v2/share-key";
@@ -65,6 +66,9 @@ pub enum KeyError {
     /// A signature on the survivor list does not verify.
     #[error("client {0}'s signature on the survivor list does not verify")]
     BadSurvivorSignature(ClientId),
+    /// A signature on a share upload (its hash tree's root) does not verify.
+    #[error("client {0}'s signature on its shares does not verify")]
+    BadShareSignature(ClientId),
 }
 
 /// Whether `pk` is an X25519 point of small order (or otherwise gives a non-contributory
@@ -130,6 +134,32 @@ pub(crate) fn verify_survivors(
     .map_err(|_| KeyError::BadSurvivorSignature(client))
 }
 
+fn shares_message(digest: &[u8; 32], client: ClientId, root: &[u8; 32]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(SHARES_CONTEXT.len() + 72);
+    m.extend_from_slice(SHARES_CONTEXT);
+    m.extend_from_slice(digest);
+    m.extend_from_slice(&client.0.to_le_bytes());
+    m.extend_from_slice(root);
+    m
+}
+
+/// Verifies `client`'s signature, under its identity key, on the root of the hash tree over
+/// its share ciphertexts ([`crate::merkle`]) in the round with configuration digest `digest`.
+pub(crate) fn verify_shares(
+    identity: &[u8; 32],
+    digest: &[u8; 32],
+    client: ClientId,
+    root: &[u8; 32],
+    signature: &[u8; 64],
+) -> Result<(), KeyError> {
+    let key = VerifyingKey::from_bytes(identity).map_err(|_| KeyError::BadIdentityKey(client))?;
+    key.verify_strict(
+        &shares_message(digest, client, root),
+        &Signature::from_bytes(signature),
+    )
+    .map_err(|_| KeyError::BadShareSignature(client))
+}
+
 /// A client's long-term signing identity.
 pub struct Identity(SigningKey);
 
@@ -153,6 +183,17 @@ impl Identity {
 
     pub(crate) fn sign_advert(&self, ctx: &AdvertContext<'_>) -> [u8; 64] {
         self.0.sign(&ctx.message()).to_bytes()
+    }
+
+    /// Signs `upload` (the root of its hash tree, [`crate::merkle::upload_tree`]) for the
+    /// round with configuration digest `digest`: what [`crate::wire::ShareUpload::signature`]
+    /// holds.
+    #[must_use]
+    pub fn sign_shares(&self, digest: &[u8; 32], upload: &crate::wire::ShareUpload) -> [u8; 64] {
+        let root = crate::merkle::upload_tree(digest, upload).root();
+        self.0
+            .sign(&shares_message(digest, upload.client, &root))
+            .to_bytes()
     }
 
     pub(crate) fn sign_survivors(
@@ -205,7 +246,7 @@ impl AdvertContext<'_> {
 
 /// Checks `advert`, claimed by the participant at graph index `index`, against that
 /// participant's identity key and this round's configuration (`digest` is
-/// [`RoundConfig::digest`]); refuses low-order round keys.
+/// [`RoundConfig::digest`]).
 pub(crate) fn verify_advert(
     config: &RoundConfig,
     digest: &[u8; 32],
@@ -224,7 +265,14 @@ pub(crate) fn verify_advert(
         mask_pk: &advert.mask_pk,
         self_mask_commitment: &advert.self_mask_commitment,
     }
-    .verify(&identity, &advert.signature)?;
+    .verify(&identity, &advert.signature)
+}
+
+/// Refuses an advert whose round keys are of low order. The server checks every advert (two
+/// scalar multiplications each); a client need not: every exchange it makes with a
+/// neighbour's key checks the result is contributory ([`KeyError::WeakKey`]) before anything
+/// is sealed to it or masked with it.
+pub(crate) fn refuse_low_order(advert: &KeyAdvert) -> Result<(), KeyError> {
     if is_low_order(&advert.enc_pk) || is_low_order(&advert.mask_pk) {
         return Err(KeyError::WeakKey(advert.client));
     }

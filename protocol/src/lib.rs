@@ -65,6 +65,7 @@ pub mod client;
 pub mod config;
 pub mod graph;
 pub mod keys;
+pub mod merkle;
 pub mod params;
 pub mod phase;
 pub mod policy;

@@ -14,10 +14,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ClientId, RoundConfig};
+use crate::merkle::PathStep;
 use crate::shamir::Share;
 
 /// The version byte every frame starts with.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
 /// Largest frame body (version byte + message), in bytes.
 pub const MAX_FRAME_BYTES: usize = 1 << 20;
 /// Words per masked-input chunk: 256 KiB of data per frame.
@@ -48,7 +49,7 @@ pub enum ServerMessage {
     /// Phase 1 result: the adverts of the receiver's neighbours.
     Adverts(Vec<KeyAdvert>),
     /// Phase 2 result: the shares the receiver's neighbours encrypted to it.
-    Shares(Vec<SealedShare>),
+    Shares(Vec<DeliveredShare>),
     /// Phase 3 result: every client whose whole masked input arrived, sorted by id; the
     /// receiver signs it.
     Survivors(Vec<ClientId>),
@@ -78,24 +79,55 @@ pub struct KeyAdvert {
     pub signature: [u8; 64],
 }
 
-/// One encrypted share bundle; `peer` is the receiver in an upload and the sender in a
-/// delivery.
+/// One encrypted share bundle in an upload, for the neighbour `peer`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealedShare {
-    /// The other end of the share.
+    /// The receiver.
     pub peer: ClientId,
     /// ChaCha20-Poly1305 ciphertext of a [`ShareBundle`].
     #[serde(with = "serde_bytes")]
     pub ciphertext: Vec<u8>,
 }
 
-/// A client's encrypted shares for its neighbours.
+/// A client's encrypted shares for its neighbours, signed as one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShareUpload {
     /// The sender.
     pub client: ClientId,
     /// One per neighbour.
     pub shares: Vec<SealedShare>,
+    /// ed25519 signature over (configuration digest, sender, root of the hash tree whose
+    /// leaves are the shares in this order: [`crate::merkle`]).
+    #[serde(with = "serde_bytes")]
+    pub signature: [u8; 64],
+}
+
+/// A share as its receiver gets it: with what proves its sender sealed these bytes for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveredShare {
+    /// The sender.
+    pub sender: ClientId,
+    /// ChaCha20-Poly1305 ciphertext of a [`ShareBundle`].
+    #[serde(with = "serde_bytes")]
+    pub ciphertext: Vec<u8>,
+    /// The path from this share's leaf to the root the sender signed.
+    pub path: Vec<PathStep>,
+    /// The sender's [`ShareUpload::signature`].
+    #[serde(with = "serde_bytes")]
+    pub signature: [u8; 64],
+}
+
+/// A neighbour whose share did not open although its sender signed it: the client does not
+/// mask against it, and reveals the pairwise mask seed the two share so that the server can
+/// take that neighbour's half of the mask out of the sum. Both ends know the seed; no honest
+/// sender signs a share that does not open, so an honest client reveals it only to a lying
+/// neighbour, who knew it already.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// The neighbour whose share was refused.
+    pub peer: ClientId,
+    /// The pairwise mask seed `s_uv` of the two.
+    pub pair_seed: [u8; 32],
 }
 
 /// What a share ciphertext holds: the receiver's shares of the sender's two secrets.
@@ -119,6 +151,9 @@ pub struct MaskedChunk {
     /// The words, little-endian.
     #[serde(with = "serde_bytes")]
     pub words: Vec<u8>,
+    /// The neighbours the input is not masked against ([`Refusal`]); only the chunk at
+    /// offset 0 carries them, so the server has them once the whole input is in.
+    pub refusals: Vec<Refusal>,
 }
 
 /// A survivor's ed25519 signature on the survivor list of a round.
@@ -313,6 +348,7 @@ mod tests {
             offset: 0,
             total: 2,
             words: words_to_bytes(&[1, u32::MAX]),
+            refusals: Vec::new(),
         })
     }
 
@@ -343,7 +379,7 @@ mod tests {
             decode::<ClientMessage>(&v2),
             Err(FrameError::Version {
                 got: 1,
-                supported: 2
+                supported: PROTOCOL_VERSION
             })
         );
         let huge = ((MAX_FRAME_BYTES + 1) as u32).to_le_bytes();
@@ -372,6 +408,7 @@ mod tests {
             offset: 0,
             total: 300_000,
             words: vec![0; 1_200_000],
+            refusals: Vec::new(),
         });
         assert!(matches!(encode(&msg), Err(FrameError::Oversized { .. })));
     }

@@ -13,7 +13,7 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 
 use flock_protocol::wire::ClientMessage;
-use flock_protocol::{ClientId, RoundConfig, ThreatModel};
+use flock_protocol::{ClientId, Identity, RoundConfig, ThreatModel};
 use proptest::prelude::*;
 use support::{Drop, Round, config_for};
 
@@ -26,8 +26,12 @@ enum Lie {
     ForgedSignature,
     /// Reveals shares under another client's name.
     Impersonates,
-    /// Corrupts every share ciphertext it sends (its neighbours cannot open them).
+    /// Corrupts every share ciphertext it sends without signing the result (the server
+    /// refuses the upload).
     GarbledCiphertexts,
+    /// Corrupts the first share ciphertext it sends and signs the upload: its receiver
+    /// refuses it and the round goes on.
+    SignedGarbage,
     /// Names a client that is not its neighbour as the receiver of a share.
     MisaddressedShares,
 }
@@ -37,11 +41,17 @@ impl Lie {
     fn absorbed(self) -> bool {
         matches!(
             self,
-            Lie::WrongShares | Lie::ForgedSignature | Lie::Impersonates
+            Lie::WrongShares | Lie::ForgedSignature | Lie::Impersonates | Lie::SignedGarbage
         )
     }
 
-    fn apply(self, from: ClientId, someone_else: ClientId, msg: &mut ClientMessage) {
+    fn apply(
+        self,
+        from: ClientId,
+        someone_else: ClientId,
+        key: (&Identity, &[u8; 32]),
+        msg: &mut ClientMessage,
+    ) {
         match (self, msg) {
             (Lie::WrongShares, ClientMessage::Unmask(r)) => {
                 for (_, share) in r.self_mask_shares.iter_mut().chain(&mut r.mask_key_shares) {
@@ -56,6 +66,12 @@ impl Lie {
                         *b ^= 1;
                     }
                 }
+            }
+            (Lie::SignedGarbage, ClientMessage::Shares(u)) => {
+                if let Some(b) = u.shares.first_mut().and_then(|s| s.ciphertext.first_mut()) {
+                    *b ^= 1;
+                }
+                u.signature = key.0.sign_shares(key.1, u);
             }
             (Lie::MisaddressedShares, ClientMessage::Shares(u)) => {
                 for s in &mut u.shares {
@@ -73,6 +89,7 @@ fn lie() -> impl Strategy<Value = Lie> {
         Just(Lie::ForgedSignature),
         Just(Lie::Impersonates),
         Just(Lie::GarbledCiphertexts),
+        Just(Lie::SignedGarbage),
         Just(Lie::MisaddressedShares),
     ]
 }
@@ -130,9 +147,13 @@ proptest! {
         }
         let victim_of_impersonation = all[(pick + n - 1) % n];
         let plan = liars.clone();
+        // The liars sign with their own keys (a second copy of the round's identities).
+        let keys: BTreeMap<ClientId, Identity> =
+            all.iter().copied().zip(support::identities(n, seed)).collect();
+        let digest = round.server.config().digest();
         round.tamper_client = Some(Box::new(move |from, msg| {
             if let Some(lie) = plan.get(&from) {
-                lie.apply(from, victim_of_impersonation, msg);
+                lie.apply(from, victim_of_impersonation, (&keys[&from], &digest), msg);
             }
         }));
         match round.run() {
@@ -162,9 +183,13 @@ proptest! {
                 let config = round.server.config();
                 let (n, k, t) = (n as u32, config.degree, config.threshold);
                 let count = |f: fn(&Lie) -> bool| liars.values().filter(|l| f(l)).count() as u32;
-                // A forger's signature is refused, so it is asked for no shares either.
+                // A forger's signature is refused, so it is asked for no shares either; a
+                // refused share costs its sender one holder.
                 let unmask = count(|l| {
-                    matches!(l, Lie::WrongShares | Lie::Impersonates | Lie::ForgedSignature)
+                    matches!(
+                        l,
+                        Lie::WrongShares | Lie::Impersonates | Lie::ForgedSignature | Lie::SignedGarbage
+                    )
                 });
                 let forged = count(|l| matches!(l, Lie::ForgedSignature));
                 let absorbed = dropped.is_empty()

@@ -7,11 +7,12 @@
 
 use std::path::PathBuf;
 
+use flock_protocol::merkle::PathStep;
 use flock_protocol::session::{AgentMessage, AggregatorMessage};
 use flock_protocol::shamir::Share;
 use flock_protocol::wire::{
-    self, ClientMessage, KeyAdvert, MaskedChunk, SealedShare, ServerMessage, ShareUpload,
-    SurvivorSignature, UnmaskRequest, UnmaskResponse,
+    self, ClientMessage, DeliveredShare, KeyAdvert, MaskedChunk, Refusal, SealedShare,
+    ServerMessage, ShareUpload, SurvivorSignature, UnmaskRequest, UnmaskResponse,
 };
 use flock_protocol::{ClientId, Participant, RoundConfig, TaskId, ThreatModel};
 use proptest::prelude::*;
@@ -54,6 +55,7 @@ fn client_samples() -> Vec<(&'static str, ClientMessage)> {
                         ciphertext: vec![0xC2; 48],
                     },
                 ],
+                signature: [0x5A; 64],
             }),
         ),
         (
@@ -63,6 +65,10 @@ fn client_samples() -> Vec<(&'static str, ClientMessage)> {
                 offset: 65_536,
                 total: 65_540,
                 words: wire::words_to_bytes(&[0, 1, 0xDEAD_BEEF, u32::MAX]),
+                refusals: vec![Refusal {
+                    peer: ClientId(9),
+                    pair_seed: [0x77; 32],
+                }],
             }),
         ),
         (
@@ -112,9 +118,20 @@ fn server_samples() -> Vec<(&'static str, ServerMessage)> {
         ),
         (
             "server-shares",
-            ServerMessage::Shares(vec![SealedShare {
-                peer: ClientId(3),
+            ServerMessage::Shares(vec![DeliveredShare {
+                sender: ClientId(3),
                 ciphertext: vec![0xC3; 48],
+                path: vec![
+                    PathStep {
+                        left: true,
+                        sibling: [0xA1; 32],
+                    },
+                    PathStep {
+                        left: false,
+                        sibling: [0xA2; 32],
+                    },
+                ],
+                signature: [0x5B; 64],
             }]),
         ),
         (

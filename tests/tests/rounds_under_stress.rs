@@ -131,6 +131,7 @@ async fn hostile_streams_are_refused_while_the_rounds_go_on() {
             offset: 0,
             total: 4,
             words: vec![0; 16],
+            refusals: Vec::new(),
         }),
     };
     frames::send(&conn, &wrong_phase).await.unwrap();

@@ -17,7 +17,12 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 #[cfg(feature = "test-hooks")]
-use flock_protocol::ClientPhase;
+use flock_protocol::{ClientPhase, RoundConfig, wire::ClientMessage};
+
+/// Test hook: rewrites each SecAgg+ message of an attempt (whose configuration it is given)
+/// before it leaves, as a hostile device would.
+#[cfg(feature = "test-hooks")]
+pub type Tamper = Box<dyn FnMut(&RoundConfig, &mut ClientMessage) + Send>;
 
 use super::chain_side::{BoxFuture, ChainParts};
 use super::driver::{Driver, End, Link, Outbox, RoundCallback, Work};
@@ -67,6 +72,8 @@ pub struct AgentBuilder {
     on_round: Option<RoundCallback>,
     #[cfg(feature = "test-hooks")]
     vanish_at: Option<(u64, ClientPhase)>,
+    #[cfg(feature = "test-hooks")]
+    tamper: Option<Tamper>,
 }
 
 impl AgentBuilder {
@@ -81,7 +88,20 @@ impl AgentBuilder {
             on_round: None,
             #[cfg(feature = "test-hooks")]
             vanish_at: None,
+            #[cfg(feature = "test-hooks")]
+            tamper: None,
         }
+    }
+
+    /// Test hook: rewrite every SecAgg+ message before it leaves ([`Tamper`]), to play a
+    /// hostile device with a valid certificate.
+    #[cfg(feature = "test-hooks")]
+    pub fn tamper(
+        mut self,
+        tamper: impl FnMut(&RoundConfig, &mut ClientMessage) + Send + 'static,
+    ) -> Self {
+        self.tamper = Some(Box::new(tamper));
+        self
     }
 
     /// Test hook: in round `round`, once this agent's SecAgg+ client reaches `phase`, close
@@ -169,6 +189,8 @@ impl AgentBuilder {
         let mut session = Session::new(identity, &cfg.task, cfg.secagg, state, masker);
         #[cfg(feature = "test-hooks")]
         session.vanish_at(self.vanish_at);
+        #[cfg(feature = "test-hooks")]
+        session.tamper(self.tamper);
         let (gate, evaluations, follower) = match chain {
             Some(ChainParts {
                 gate,

@@ -36,6 +36,8 @@ use chain as chain_impl;
 #[cfg(not(feature = "chain"))]
 use no_chain as chain_impl;
 
+#[cfg(feature = "test-hooks")]
+pub use builder::Tamper;
 pub use builder::{AgentBuilder, AgentReport, RoundReport};
 pub use config::{AgentConfig, ConfigError};
 pub use error::AgentError;

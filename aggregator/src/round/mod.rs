@@ -184,7 +184,8 @@ pub(crate) struct RoundMachine {
     round_attempts: (u64, u64),
     /// The devices shown the survivor list of an aborted attempt of this round: they may have
     /// signed it, and a device that signed takes part in no other attempt of the round (its
-    /// pledge), so retries go on without them.
+    /// pledge), so retries go on without them; and a device whose signed shares its
+    /// neighbours refused in numbers (`AbortError::RefusedShares`).
     bound: (u64, BTreeSet<ClientId>),
     transmits: VecDeque<(ClientId, AggregatorMessage)>,
     events: VecDeque<Event>,
@@ -374,7 +375,10 @@ impl RoundMachine {
                 self.metrics.round_in_progress.set(0);
                 match outcome {
                     Ok(output) => self.finish(r, output, now),
-                    Err(e) => self.aborted(&r, &e),
+                    Err(e) => {
+                        self.leave_out_refused(&r, &e);
+                        self.aborted(&r, &e);
+                    }
                 }
             }
         }
@@ -408,7 +412,7 @@ impl RoundMachine {
                 round = number,
                 attempts,
                 bound = all_ready - ready.len(),
-                "the round ends without a model: its retries lack the devices that signed an aborted attempt's survivor list, or devices' attempt limit is reached"
+                "the round ends without a model: its retries lack the devices that signed an aborted attempt's survivor list or whose shares were refused, or devices' attempt limit is reached"
             );
             self.commit(number, None, false, Vec::new(), now);
             return self.maybe_start(now);

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use flock_model::Params;
 use flock_protocol::session::AggregatorMessage;
-use flock_protocol::{ClientId, RoundOutput};
+use flock_protocol::{AbortError, ClientId, RoundOutput};
 use tracing::{info, warn};
 
 use super::build::{self, Built, ModelFile};
@@ -38,9 +38,41 @@ impl RoundMachine {
         }
     }
 
+    /// A device whose signed shares so many neighbours refused that its secret cannot be
+    /// rebuilt sits out the rest of the round: only a dishonest device signs shares that do
+    /// not open (or its accusers lie, and are named with it), and with it in, every retry
+    /// would end the same way.
+    pub(super) fn leave_out_refused(&mut self, r: &Running, e: &AbortError) {
+        let AbortError::RefusedShares {
+            client, refusers, ..
+        } = e
+        else {
+            return;
+        };
+        let refusers: Vec<String> = refusers.iter().map(ToString::to_string).collect();
+        warn!(
+            round = r.number,
+            client = %client,
+            refused_by = refusers.join(","),
+            "sealed shares its neighbours could not open; it sits out the rest of this round"
+        );
+        if self.bound.0 != r.number {
+            self.bound = (r.number, BTreeSet::new());
+        }
+        self.bound.1.insert(*client);
+    }
+
     /// Turns a secure sum into the candidate model; off chain it becomes the global model at
     /// once, on chain it waits for the vote.
     pub(super) fn finish(&mut self, r: Running, output: RoundOutput, now: Instant) {
+        for (refuser, refused) in &output.refusals {
+            warn!(
+                round = r.number,
+                client = %refused,
+                refused_by = %refuser,
+                "sealed a share its neighbour could not open; the round went on without that pairwise mask"
+            );
+        }
         for suspect in &output.suspects {
             warn!(
                 round = r.number,

@@ -27,14 +27,26 @@ impl Client {
                 return Err(ClientError::Duplicate(peer));
             }
             verify_advert(&self.config, &self.digest, index, &advert)?;
+            let identity = self
+                .config
+                .participants
+                .get(index as usize)
+                .map(|p| p.identity)
+                .ok_or(ClientError::UnknownPeer(peer))?;
             if !keys_seen.insert(advert.enc_pk) || !keys_seen.insert(advert.mask_pk) {
                 return Err(ClientError::DuplicateKey(peer));
             }
+            // The pairwise mask seed, now: a low-order mask key is refused here (the exchange
+            // is not contributory), before anything is sealed to its owner.
+            let pair_seed =
+                self.binding()
+                    .pair_seed(&self.keys.mask_sk, self.id, peer, &advert.mask_pk)?;
             self.peers.insert(
                 peer,
                 PeerKeys {
+                    identity,
                     enc_pk: advert.enc_pk,
-                    mask_pk: advert.mask_pk,
+                    pair_seed,
                 },
             );
         }
@@ -86,10 +98,13 @@ impl Client {
                 ciphertext,
             });
         }
-        self.outbox.push_back(ClientMessage::Shares(ShareUpload {
+        let mut upload = ShareUpload {
             client: self.id,
             shares,
-        }));
+            signature: [0; 64],
+        };
+        upload.signature = self.identity.sign_shares(&self.digest, &upload);
+        self.outbox.push_back(ClientMessage::Shares(upload));
         Ok(())
     }
 }
@@ -105,10 +120,36 @@ mod tests {
     use crate::keys::{AdvertContext, Identity};
     use crate::params::ThreatModel;
     use crate::wire::KeyAdvert;
-    use crate::{Client, ClientError, ClientPolicy};
+    use crate::{Client, ClientError, ClientPolicy, KeyError};
 
     #[test]
-    fn two_validly_signed_adverts_with_one_key_are_refused() {
+    fn a_validly_signed_advert_with_a_low_order_key_is_refused_before_anything_is_sealed() {
+        // A colluding neighbour signs a low-order key and the server passes it on: the client
+        // refuses at the exchange, whichever of the two keys it is, and sends nothing.
+        for weak_is_enc in [true, false] {
+            let (mut client, config, ids) = five_clients();
+            let digest = config.digest();
+            let adverts: Vec<KeyAdvert> = (1..5u8)
+                .map(|i| {
+                    let (mut enc_pk, mut mask_pk) = ([10 + i; 32], [20 + i; 32]);
+                    if i == 3 {
+                        *(if weak_is_enc {
+                            &mut enc_pk
+                        } else {
+                            &mut mask_pk
+                        }) = [0; 32];
+                    }
+                    signed(&ids, &digest, i, enc_pk, mask_pk)
+                })
+                .collect();
+            while client.poll_transmit().is_some() {}
+            let err = client.on_adverts(adverts).unwrap_err();
+            assert_eq!(err, ClientError::Key(KeyError::WeakKey(ClientId(3))));
+            assert!(client.poll_transmit().is_none());
+        }
+    }
+
+    fn five_clients() -> (Client, RoundConfig, Vec<Identity>) {
         let ids: Vec<Identity> = (0..5u8)
             .map(|i| Identity::from_secret_bytes(&[i + 1; 32]))
             .collect();
@@ -133,7 +174,7 @@ mod tests {
         )
         .unwrap();
         let mut rng = ChaCha20Rng::from_seed([3; 32]);
-        let mut client = Client::new(
+        let client = Client::new(
             config.clone(),
             ClientId(0),
             &ids[0],
@@ -143,28 +184,42 @@ mod tests {
             Instant::now(),
         )
         .unwrap();
+        (client, config, ids)
+    }
+
+    fn signed(
+        ids: &[Identity],
+        digest: &[u8; 32],
+        i: u8,
+        enc_pk: [u8; 32],
+        mask_pk: [u8; 32],
+    ) -> KeyAdvert {
+        let ctx = AdvertContext {
+            digest,
+            client: ClientId(u64::from(i)),
+            enc_pk: &enc_pk,
+            mask_pk: &mask_pk,
+            self_mask_commitment: &[0; 32],
+        };
+        KeyAdvert {
+            client: ClientId(u64::from(i)),
+            enc_pk,
+            mask_pk,
+            self_mask_commitment: [0; 32],
+            signature: ids[i as usize].sign_advert(&ctx),
+        }
+    }
+
+    #[test]
+    fn two_validly_signed_adverts_with_one_key_are_refused() {
+        let (mut client, config, ids) = five_clients();
         // Clients 1 and 2 (colluding) advertise the same mask key, each signing it properly.
         let shared = [9u8; 32];
+        let digest = config.digest();
         let adverts: Vec<KeyAdvert> = (1..5u8)
             .map(|i| {
-                let enc_pk = [10 + i; 32];
                 let mask_pk = if i <= 2 { shared } else { [20 + i; 32] };
-                let digest = config.digest();
-                let ctx = AdvertContext {
-                    digest: &digest,
-                    client: ClientId(u64::from(i)),
-                    enc_pk: &enc_pk,
-                    mask_pk: &mask_pk,
-                    self_mask_commitment: &[0; 32],
-                };
-                let signature = ids[i as usize].sign_advert(&ctx);
-                KeyAdvert {
-                    client: ClientId(u64::from(i)),
-                    enc_pk,
-                    mask_pk,
-                    self_mask_commitment: [0; 32],
-                    signature,
-                }
+                signed(&ids, &digest, i, [10 + i; 32], mask_pk)
             })
             .collect();
         let err = client.on_adverts(adverts).unwrap_err();

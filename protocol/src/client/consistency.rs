@@ -29,7 +29,7 @@ impl Client {
                 need: quorum,
             });
         }
-        // A neighbour on the list must be one whose shares this client holds (everyone on the
+        // A neighbour on the list must be one whose share this client got (everyone on the
         // list shared keys), and enough of them must be on it to rebuild this client's seed.
         let mut on_list = 0;
         for &peer in self.graph.neighbours(self.index) {
@@ -37,7 +37,7 @@ impl Client {
                 continue;
             };
             if list.binary_search(&id).is_ok() {
-                if !self.held.contains_key(&id) {
+                if !self.held.contains_key(&id) && !self.refused.contains_key(&id) {
                     return Err(ClientError::UnknownPeer(id));
                 }
                 on_list += 1;

@@ -38,6 +38,10 @@ pub enum ClientError {
     /// A decrypted share bundle is malformed or not addressed to this client.
     #[error("share bundle from client {0} is malformed")]
     BadShare(ClientId),
+    /// A delivered share does not carry its sender's signature; the server checked that
+    /// signature when the share arrived, so the server changed or made up the share.
+    #[error("the share delivered as client {0}'s is not the one it signed: the server altered it")]
+    ForgedShare(ClientId),
     /// Too few neighbours remain to go on safely.
     #[error("{phase}: {have} neighbours remain, the threshold is {need}")]
     NotEnoughNeighbours {

@@ -1,12 +1,13 @@
 //! Client, phase 3: mask the quantised update,
 //! `y = q + PRG(b_u) + Σ_{v>u} PRG(s_uv) − Σ_{v<u} PRG(s_uv) (mod 2^32)` over the neighbours
-//! whose shares arrived, and send it in chunks.
+//! whose shares arrived (and opened), and send it in chunks; the first chunk names the
+//! refused neighbours.
 
 use edge_kernels::{Mask, Sign, apply_masks};
 
 use super::{Client, ClientError, ClientPhase, State};
 use crate::keys::{MASK_STREAM, pair_sign};
-use crate::wire::{CHUNK_WORDS, ClientMessage, MaskedChunk, words_to_bytes};
+use crate::wire::{CHUNK_WORDS, ClientMessage, MaskedChunk, Refusal, words_to_bytes};
 
 impl Client {
     /// The masks this client's input needs: its self mask and one pairwise mask per neighbour
@@ -17,7 +18,6 @@ impl Client {
     /// [`ClientError::UnexpectedMessage`] outside the input phase, or a key error.
     pub fn input_masks(&self) -> Result<Vec<Mask>, ClientError> {
         self.require_state(ClientPhase::AwaitingInput, "input masks")?;
-        let binding = self.binding();
         let mut masks = Vec::with_capacity(self.held.len() + 1);
         masks.push(Mask::new(*self.self_seed, MASK_STREAM, Sign::Add));
         for peer in self.held.keys() {
@@ -25,8 +25,11 @@ impl Client {
                 .peers
                 .get(peer)
                 .ok_or(ClientError::UnknownPeer(*peer))?;
-            let seed = binding.pair_seed(&self.keys.mask_sk, self.id, *peer, &keys.mask_pk)?;
-            masks.push(Mask::new(*seed, MASK_STREAM, pair_sign(self.id, *peer)));
+            masks.push(Mask::new(
+                *keys.pair_seed,
+                MASK_STREAM,
+                pair_sign(self.id, *peer),
+            ));
         }
         Ok(masks)
     }
@@ -59,6 +62,14 @@ impl Client {
         self.require_state(ClientPhase::AwaitingInput, "input")?;
         self.check_len(masked.len())?;
         let total = self.config.vector_len;
+        let mut refusals: Vec<Refusal> = self
+            .refused
+            .iter()
+            .map(|(&peer, seed)| Refusal {
+                peer,
+                pair_seed: **seed,
+            })
+            .collect();
         for (i, chunk) in masked.chunks(CHUNK_WORDS).enumerate() {
             self.outbox
                 .push_back(ClientMessage::MaskedChunk(MaskedChunk {
@@ -66,6 +77,7 @@ impl Client {
                     offset: (i * CHUNK_WORDS) as u32,
                     total,
                     words: words_to_bytes(chunk),
+                    refusals: std::mem::take(&mut refusals),
                 }));
         }
         self.state = State::AwaitingSurvivors;

@@ -10,7 +10,10 @@
 //! The client trusts the server for nothing it can check: the configuration must pass the
 //! device's [`ClientPolicy`], and it reveals shares only for a survivor list that a quorum of
 //! survivors signed ([`RoundConfig::consistency_quorum`]), deciding from that list alone whose
-//! shares to reveal. The one message that reveals shares is the [`ClientMessage::Unmask`] it
+//! shares to reveal. A share must carry its sender's signature (which the server checked when
+//! it arrived, so a forged one means the server forged it, and the client aborts); a signed
+//! share that does not open is its sender's fault, and the client refuses it instead of
+//! aborting: it masks without that neighbour and hands the server their pairwise seed. The one message that reveals shares is the [`ClientMessage::Unmask`] it
 //! polls: a caller that must record, durably and first, that it contributed to this attempt
 //! does so before sending it.
 //!
@@ -75,8 +78,11 @@ enum State {
 
 /// A neighbour's verified round keys.
 struct PeerKeys {
+    /// Its long-term ed25519 key, from the configuration.
+    identity: [u8; 32],
     enc_pk: [u8; 32],
-    mask_pk: [u8; 32],
+    /// `s_uv`, from this client's mask key and the neighbour's.
+    pair_seed: Zeroizing<[u8; 32]>,
 }
 
 /// One client's part in one round.
@@ -98,6 +104,9 @@ pub struct Client {
     peers: BTreeMap<ClientId, PeerKeys>,
     /// Shares this client holds, by the neighbour that sent them.
     held: BTreeMap<ClientId, ShareBundle>,
+    /// Neighbours whose signed share did not open, with the pairwise mask seed this client
+    /// reveals instead of masking against them ([`crate::wire::Refusal`]).
+    refused: BTreeMap<ClientId, Zeroizing<[u8; 32]>>,
     /// The survivor list it signed, and its hash.
     survivors: Vec<ClientId>,
     survivors_hash: [u8; 32],
@@ -167,6 +176,7 @@ impl Client {
             deadline,
             peers: BTreeMap::new(),
             held: BTreeMap::new(),
+            refused: BTreeMap::new(),
             survivors: Vec::new(),
             survivors_hash: [0; 32],
         })
@@ -296,6 +306,7 @@ impl Client {
     fn abort(&mut self, e: ClientError) -> ClientError {
         self.outbox.clear();
         self.held.clear();
+        self.refused.clear();
         self.state = State::Aborted(e.clone());
         e
     }

@@ -2,7 +2,7 @@
 
 use super::{AbortError, Server, ServerError};
 use crate::config::ClientId;
-use crate::keys::verify_advert;
+use crate::keys::{refuse_low_order, verify_advert};
 use crate::phase::Phase;
 use crate::wire::{KeyAdvert, ServerMessage};
 
@@ -16,6 +16,7 @@ impl Server {
         let phase = Phase::AdvertiseKeys;
         self.check_sender(index, from, advert.client, phase)?;
         verify_advert(&self.config, &self.digest, index, &advert)
+            .and_then(|()| refuse_low_order(&advert))
             .map_err(|source| ServerError::BadAdvert { from, source })?;
         if advert.enc_pk == advert.mask_pk
             || self.advertised_keys.contains(&advert.enc_pk)

@@ -52,11 +52,10 @@ impl Server {
             .cloned()
             .collect();
         for &v in &signers {
-            // The shares v holds came from its neighbours that shared keys: the list decides
-            // which of the two each one's share v reveals.
-            let (survivors, dropped): (Vec<u32>, Vec<u32>) = self
-                .neighbours_in(v, &self.sharers)
-                .partition(|u| self.survivors.contains(u));
+            // The shares v holds came from its neighbours that shared keys, less those it
+            // refused: the list decides which of the two each one's share v reveals.
+            let (survivors, dropped): (Vec<u32>, Vec<u32>) =
+                self.held_by(v).partition(|u| self.survivors.contains(u));
             self.requests.insert(
                 v,
                 Expected {

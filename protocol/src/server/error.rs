@@ -89,6 +89,27 @@ pub enum AbortError {
         /// Threshold.
         need: usize,
     },
+    /// So many of a client's neighbours refused its signed shares (they did not open) that
+    /// fewer than `t` survivors hold them: its secret cannot be rebuilt (for a survivor, whose
+    /// masked input is already in the sum, its self mask). Signing shares that do not open is a dishonest device's doing (or the
+    /// accusers lie: they are named too); the attempt ends and a retry goes on without it.
+    #[error(
+        "{phase}: client {client}'s shares were refused by {} of its neighbours ({}), {holders} hold them, {need} needed",
+        refusers.len(),
+        refusers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    RefusedShares {
+        /// Phase.
+        phase: Phase,
+        /// Whose shares.
+        client: ClientId,
+        /// The neighbours that refused them, sorted.
+        refusers: Vec<ClientId>,
+        /// Survivors that hold them.
+        holders: usize,
+        /// Threshold.
+        need: usize,
+    },
     /// The shares of a secret do not agree (a holder sent a corrupted share).
     #[error("unmask: the shares of client {client}'s secret are inconsistent: {source}")]
     Reconstruction {

@@ -2,18 +2,26 @@
 //! offset; streams overtake each other). A client's vector is folded into the
 //! running modular sum the moment its last chunk arrives, and its buffer freed; a client that
 //! stops half-way contributes nothing (its partial vector is dropped with it), so the sum only
-//! ever holds whole inputs.
+//! ever holds whole inputs. The chunk at offset 0 names the neighbours the input is not
+//! masked against (their signed shares did not open for this client), with the pairwise seed
+//! that takes the neighbour's half of their mask out of the sum; they count once the whole
+//! input is in.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use zeroize::Zeroizing;
 
 use super::{AbortError, Server, ServerError};
 use crate::config::ClientId;
 use crate::phase::Phase;
-use crate::wire::{CHUNK_WORDS, MaskedChunk, ServerMessage};
+use crate::wire::{CHUNK_WORDS, MaskedChunk, Refusal, ServerMessage};
 
 /// A client's masked vector while its chunks arrive.
 pub(super) struct Upload {
     words: Vec<u32>,
     filled: Vec<bool>,
     missing: usize,
+    refusals: BTreeMap<u32, Zeroizing<[u8; 32]>>,
 }
 
 impl Upload {
@@ -23,6 +31,7 @@ impl Upload {
             words: vec![0; total],
             filled: vec![false; slots],
             missing: slots,
+            refusals: BTreeMap::new(),
         }
     }
 }
@@ -67,6 +76,17 @@ impl Server {
                 ),
             ));
         }
+        let refusals = if offset == 0 {
+            self.check_refusals(index, from, &chunk.refusals)?
+        } else if chunk.refusals.is_empty() {
+            BTreeMap::new()
+        } else {
+            return Err(Self::invalid(
+                from,
+                phase,
+                format!("chunk at word {offset} names refusals: only the first chunk does"),
+            ));
+        };
         let upload = self
             .partial
             .entry(index)
@@ -84,14 +104,66 @@ impl Server {
         }
         upload.filled[slot] = true;
         upload.missing -= 1;
+        if offset == 0 {
+            upload.refusals = refusals;
+        }
         if upload.missing == 0 {
             if let Some(done) = self.partial.remove(&index) {
                 edge_kernels::add_assign_mod(&mut self.acc, &done.words)
                     .map_err(|e| Self::invalid(from, phase, e.to_string()))?;
+                if !done.refusals.is_empty() {
+                    self.refusals.insert(index, done.refusals);
+                }
             }
             self.delivered.insert(index);
         }
         Ok(())
+    }
+
+    /// Checks the refusals of client `index`: each names, once, a neighbour whose share it
+    /// was sent, and it still holds `t` shares.
+    fn check_refusals(
+        &self,
+        index: u32,
+        from: ClientId,
+        refusals: &[Refusal],
+    ) -> Result<BTreeMap<u32, Zeroizing<[u8; 32]>>, ServerError> {
+        let phase = Phase::MaskedInput;
+        let sent: BTreeSet<u32> = self.neighbours_in(index, &self.sharers).collect();
+        let mut out = BTreeMap::new();
+        for r in refusals {
+            let peer = self
+                .config
+                .index_of(r.peer)
+                .filter(|p| sent.contains(p))
+                .ok_or_else(|| {
+                    Self::invalid(
+                        from,
+                        phase,
+                        format!("refuses client {}, whose share it was not sent", r.peer),
+                    )
+                })?;
+            if out.insert(peer, Zeroizing::new(r.pair_seed)).is_some() {
+                return Err(Self::invalid(
+                    from,
+                    phase,
+                    format!("refuses client {} twice", r.peer),
+                ));
+            }
+        }
+        let t = self.config.threshold as usize;
+        if sent.len() - out.len() < t {
+            return Err(Self::invalid(
+                from,
+                phase,
+                format!(
+                    "refuses {} of its {} neighbours' shares and holds fewer than t = {t}",
+                    out.len(),
+                    sent.len()
+                ),
+            ));
+        }
+        Ok(out)
     }
 
     pub(super) fn end_masked_input(&mut self) -> Result<Option<Phase>, AbortError> {

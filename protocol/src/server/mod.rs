@@ -28,6 +28,8 @@ use crate::config::{ClientId, ConfigError, RoundConfig};
 use crate::graph::NeighbourGraph;
 use crate::phase::Phase;
 use crate::shamir::Share;
+use zeroize::Zeroizing;
+
 use crate::wire::{ClientMessage, KeyAdvert, SealedShare, ServerMessage, SurvivorSignature};
 
 /// What a finished round produced.
@@ -40,6 +42,17 @@ pub struct RoundOutput {
     /// Clients that revealed a share not on its secret's polynomial (outvoted by the others),
     /// sorted by id: a lying device, or one whose storage is corrupt.
     pub suspects: Vec<ClientId>,
+    /// (refuser, refused): a contributor that refused a neighbour's signed share because it
+    /// did not open. The refused device sealed a bad share (or the refuser lies); the round
+    /// went on without that one pairwise mask. Sorted.
+    pub refusals: Vec<(ClientId, ClientId)>,
+}
+
+/// A client's share upload whose signature verified, with the hash tree it signed.
+struct SignedUpload {
+    shares: Vec<SealedShare>,
+    signature: [u8; 64],
+    tree: crate::merkle::Tree,
 }
 
 /// The shares a survivor must reveal, as the survivor list decides them.
@@ -67,10 +80,13 @@ pub struct Server {
     adverts: BTreeMap<u32, KeyAdvert>,
     /// Every public key advertised so far: no two clients may share one.
     advertised_keys: BTreeSet<[u8; 32]>,
-    uploads: BTreeMap<u32, Vec<SealedShare>>,
+    uploads: BTreeMap<u32, SignedUpload>,
     /// Clients whose shares went out: `U2`.
     sharers: BTreeSet<u32>,
     acc: Vec<u32>,
+    /// Refusals of the clients whose whole masked input arrived: refuser → (refused → their
+    /// pairwise mask seed). The refuser neither holds nor masks against the refused.
+    refusals: BTreeMap<u32, BTreeMap<u32, Zeroizing<[u8; 32]>>>,
     /// Masked inputs still arriving, by client: the chunks received so far.
     partial: HashMap<u32, masked_input::Upload>,
     /// `U3`, the survivor list the clients sign, and its hash.
@@ -111,6 +127,7 @@ impl Server {
             advertised_keys: BTreeSet::new(),
             uploads: BTreeMap::new(),
             sharers: BTreeSet::new(),
+            refusals: BTreeMap::new(),
             partial: HashMap::new(),
             survivors: BTreeSet::new(),
             survivors_hash: [0; 32],
@@ -349,8 +366,22 @@ impl Server {
         }
         let t = self.config.threshold as usize;
         for &u in &self.sharers {
-            let have = self.neighbours_in(u, set).count();
+            let have = self.holders_in(u, set).count();
             if have < t {
+                let refusers: Vec<ClientId> = self
+                    .neighbours_in(u, set)
+                    .filter(|&h| !self.holds(h, u))
+                    .map(|h| self.id(h))
+                    .collect();
+                if !refusers.is_empty() {
+                    return Err(AbortError::RefusedShares {
+                        phase,
+                        client: self.id(u),
+                        refusers,
+                        holders: have,
+                        need: t,
+                    });
+                }
                 return Err(AbortError::NotEnoughShares {
                     phase,
                     client: self.id(u),
@@ -360,6 +391,31 @@ impl Server {
             }
         }
         Ok(())
+    }
+
+    /// Whether `holder` holds `owner`'s shares: it got them (they are neighbours that both
+    /// shared keys) and did not refuse them.
+    fn holds(&self, holder: u32, owner: u32) -> bool {
+        !self
+            .refusals
+            .get(&holder)
+            .is_some_and(|refused| refused.contains_key(&owner))
+    }
+
+    /// The clients whose shares `holder` holds.
+    fn held_by(&self, holder: u32) -> impl Iterator<Item = u32> + '_ {
+        self.neighbours_in(holder, &self.sharers)
+            .filter(move |&owner| self.holds(holder, owner))
+    }
+
+    /// The members of `set` that hold `owner`'s shares.
+    fn holders_in<'a>(
+        &'a self,
+        owner: u32,
+        set: &'a BTreeSet<u32>,
+    ) -> impl Iterator<Item = u32> + 'a {
+        self.neighbours_in(owner, set)
+            .filter(move |&h| self.holds(h, owner))
     }
 
     /// The checks every phase makes first: the message names its real sender, who has not

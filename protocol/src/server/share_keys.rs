@@ -1,12 +1,16 @@
 //! Server, phase 2: collect each client's encrypted shares (one per neighbour that advertised),
-//! then deliver to each client the shares addressed to it.
+//! check its signature on them (one, over the root of their hash tree), then deliver to each
+//! client the shares addressed to it, each with its path to the signed root: a receiver can
+//! then tell a share its sender botched from one the server altered.
 
 use std::collections::BTreeSet;
 
-use super::{AbortError, Server, ServerError};
+use super::{AbortError, Server, ServerError, SignedUpload};
 use crate::config::ClientId;
+use crate::keys::verify_shares;
+use crate::merkle;
 use crate::phase::Phase;
-use crate::wire::{SealedShare, ServerMessage, ShareUpload};
+use crate::wire::{DeliveredShare, ServerMessage, ShareUpload};
 
 /// Largest accepted share ciphertext: two shares, postcard framing and the AEAD tag fit well
 /// within it.
@@ -52,7 +56,29 @@ impl Server {
                 format!("{} shares for {} neighbours", got.len(), expected.len()),
             ));
         }
-        self.uploads.insert(index, upload.shares);
+        let tree = merkle::upload_tree(&self.digest, &upload);
+        let identity = self
+            .config
+            .participants
+            .get(index as usize)
+            .map(|p| p.identity)
+            .ok_or(ServerError::UnknownClient(from))?;
+        verify_shares(
+            &identity,
+            &self.digest,
+            from,
+            &tree.root(),
+            &upload.signature,
+        )
+        .map_err(|e| Self::invalid(from, phase, e.to_string()))?;
+        self.uploads.insert(
+            index,
+            SignedUpload {
+                shares: upload.shares,
+                signature: upload.signature,
+                tree,
+            },
+        );
         self.delivered.insert(index);
         Ok(())
     }
@@ -62,13 +88,20 @@ impl Server {
         let u2 = self.prune(self.answered(), phase)?;
         for &v in &u2 {
             let v_id = self.id(v);
-            let delivery: Vec<SealedShare> = self
+            let delivery: Vec<DeliveredShare> = self
                 .neighbours_in(v, &u2)
                 .filter_map(|u| {
-                    let sealed = self.uploads.get(&u)?.iter().find(|s| s.peer == v_id)?;
-                    Some(SealedShare {
-                        peer: self.id(u),
+                    let upload = self.uploads.get(&u)?;
+                    let (at, sealed) = upload
+                        .shares
+                        .iter()
+                        .enumerate()
+                        .find(|(_, s)| s.peer == v_id)?;
+                    Some(DeliveredShare {
+                        sender: self.id(u),
                         ciphertext: sealed.ciphertext.clone(),
+                        path: upload.tree.path(at),
+                        signature: upload.signature,
                     })
                 })
                 .collect();

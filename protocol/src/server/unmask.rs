@@ -1,6 +1,7 @@
 //! Server, phase 5: collect the revealed shares, rebuild each survivor's self-mask seed and
 //! each dropped client's mask-agreement key, and strip every mask from the sum: the survivors'
-//! self masks, and the pairwise masks the survivors shared with the dropped clients. Each
+//! self masks, the pairwise masks the survivors shared with the dropped clients, and the halves
+//! of pairwise masks whose other end refused the share (from the seed its refusal revealed). Each
 //! rebuilt secret is checked against its owner's advert (the seed's commitment, the key's
 //! public half): a corrupted share is outvoted when there are spare shares and its holder
 //! named, and the round aborts rather than output a wrong sum when there are none. The
@@ -89,7 +90,8 @@ impl Server {
             })?;
             let key = StaticSecret::from(*key);
             let u_id = self.id(u);
-            for v in self.neighbours_in(u, &survivors) {
+            // Each survivor masked against the neighbours whose shares it holds.
+            for v in self.holders_in(u, &survivors) {
                 let v_id = self.id(v);
                 let Some(advert) = self.adverts.get(&v) else {
                     continue;
@@ -102,6 +104,27 @@ impl Server {
                 ));
             }
         }
+        // A survivor p that refused survivor s's share did not mask against s, while s masked
+        // against p: p's refusal carries their seed, which takes s's half out.
+        let mut refusals = Vec::new();
+        for (&p, refused) in &self.refusals {
+            if !survivors.contains(&p) {
+                continue;
+            }
+            let p_id = self.id(p);
+            for (&s, seed) in refused {
+                let s_id = self.id(s);
+                refusals.push((p_id, s_id));
+                if survivors.contains(&s) && self.holds(s, p) {
+                    masks.push(Mask::new(
+                        **seed,
+                        MASK_STREAM,
+                        pair_sign(s_id, p_id).opposite(),
+                    ));
+                }
+            }
+        }
+        refusals.sort_unstable();
         let mut sum = std::mem::take(&mut self.acc);
         #[cfg(feature = "parallel")]
         edge_kernels::apply_masks_parallel(&mut sum, &masks);
@@ -118,6 +141,7 @@ impl Server {
             sum,
             contributors,
             suspects,
+            refusals,
         }));
         Ok(None)
     }

@@ -27,6 +27,8 @@ use tracing::{error, info, warn};
 mod fetch;
 mod judging;
 
+#[cfg(feature = "test-hooks")]
+use super::builder::Tamper;
 use super::chain_side::RoundRoles;
 use super::input::{Masker, PendingInput};
 use super::models::Download;
@@ -155,6 +157,8 @@ pub(crate) struct Session {
     #[cfg(feature = "test-hooks")]
     vanish_at: Option<(u64, ClientPhase)>,
     #[cfg(feature = "test-hooks")]
+    tamper: Option<Tamper>,
+    #[cfg(feature = "test-hooks")]
     vanished: Option<u64>,
 }
 
@@ -188,6 +192,8 @@ impl Session {
             #[cfg(feature = "test-hooks")]
             vanish_at: None,
             #[cfg(feature = "test-hooks")]
+            tamper: None,
+            #[cfg(feature = "test-hooks")]
             vanished: None,
         }
     }
@@ -196,6 +202,12 @@ impl Session {
     #[cfg(feature = "test-hooks")]
     pub(crate) fn vanish_at(&mut self, at: Option<(u64, ClientPhase)>) {
         self.vanish_at = at;
+    }
+
+    /// Test hook: rewrite each SecAgg+ message before it leaves (a hostile device).
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn tamper(&mut self, tamper: Option<Tamper>) {
+        self.tamper = tamper;
     }
 
     /// This agent's id.
@@ -220,7 +232,15 @@ impl Session {
 
     /// The next message for the aggregator.
     pub(crate) fn poll_transmit(&mut self) -> Option<AgentMessage> {
-        self.transmits.pop_front()
+        #[cfg_attr(not(feature = "test-hooks"), allow(unused_mut))]
+        let mut msg = self.transmits.pop_front()?;
+        #[cfg(feature = "test-hooks")]
+        if let (Some(tamper), AgentMessage::Secagg { msg, .. }, Some(r)) =
+            (&mut self.tamper, &mut msg, &self.active)
+        {
+            tamper(r.client.config(), msg);
+        }
+        Some(msg)
     }
 
     /// When [`Self::handle_timeout`] is due.

@@ -185,3 +185,59 @@ fn a_round_whose_signers_all_are_bound_to_an_aborted_attempt_ends_without_a_mode
     }
     assert!(w.machine.is_done());
 }
+
+#[test]
+fn a_device_whose_sealed_share_does_not_open_costs_one_mask_and_the_round_is_exact_with_it() {
+    let config = config(5, 5, 0, "");
+    let optimizer = config.server_optimizer.clone();
+    let mut w = World::new(config, Governance::local(), 5);
+    let previous = w.machine.global.clone();
+    let liar = w.ids()[1];
+    w.agents.get_mut(&liar).unwrap().garble = Some(Garble::One);
+    w.join_all();
+    assert_eq!(w.metrics.rounds_aborted.get(), 0);
+    let summary = w.machine.summaries()[0].clone();
+    assert!(summary.accepted);
+    assert_eq!(summary.contributors.len(), 5);
+    assert!(summary.contributors.contains(&liar));
+    let expected = clear_fedavg(&w, &summary, &previous, &optimizer);
+    assert_eq!(
+        flock_model::file::encode(&expected).unwrap().1,
+        summary.model
+    );
+}
+
+#[test]
+fn a_device_whose_shares_no_neighbour_can_open_sits_out_the_retry_which_is_exact() {
+    // At least 4, at most 5, a gather window: all five are in the first attempt.
+    let config = config(4, 5, 1000, "");
+    let optimizer = config.server_optimizer.clone();
+    let mut w = World::new(config, Governance::local(), 5);
+    let previous = w.machine.global.clone();
+    let liar = w.ids()[3];
+    w.agents.get_mut(&liar).unwrap().garble = Some(Garble::All);
+    w.join_all();
+    for _ in 0..8 {
+        if w.machine.is_done() {
+            break;
+        }
+        w.tick();
+    }
+    assert!(w.machine.is_done());
+    // Attempt 1 ends at the masked input (before any survivor list: nobody is bound by a
+    // signature), attempt 2 of round 1 runs with the four others.
+    assert_eq!(w.metrics.rounds_aborted.get(), 1);
+    assert_eq!(w.starts[..2], [(1, 1, 5), (1, 2, 4)]);
+    let summary = w.machine.summaries()[0].clone();
+    assert!(summary.accepted);
+    assert_eq!(summary.round, 1);
+    assert_eq!(summary.contributors.len(), 4);
+    assert!(!summary.contributors.contains(&liar));
+    let expected = clear_fedavg(&w, &summary, &previous, &optimizer);
+    assert_eq!(
+        flock_model::file::encode(&expected).unwrap().1,
+        summary.model
+    );
+    // Round 2 takes it back.
+    assert_eq!(w.starts[2], (2, 3, 5));
+}

@@ -93,6 +93,15 @@ enum Hostile {
     WordAbove,
 }
 
+/// Which of its next share ciphertexts a hostile device garbles (and signs as its own), once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Garble {
+    /// The first: one neighbour refuses it.
+    One,
+    /// Every one: no neighbour holds its shares.
+    All,
+}
+
 /// One simulated agent: its identity, its update, and its SecAgg+ client of the attempt.
 struct Agent {
     identity: Identity,
@@ -103,6 +112,8 @@ struct Agent {
     /// Adds 2^31 − 1 to the first word of its next masked input, after masking (its own
     /// client would refuse an out-of-range input).
     raise_first_word: bool,
+    /// Garbles its next share upload.
+    garble: Option<Garble>,
     /// Goes silent once its client reaches this phase (after sending what got it there).
     vanish: Option<ClientPhase>,
     /// The attempt in which it went silent.
@@ -159,6 +170,7 @@ impl World {
                     samples: 40 + 25 * i as u64,
                     hostile: None,
                     raise_first_word: false,
+                    garble: None,
                     vanish: None,
                     gone: None,
                     client: None,
@@ -342,6 +354,21 @@ impl World {
                 client.submit_input(agent.inputs[&round].clone()).unwrap();
             }
             while let Some(mut msg) = client.poll_transmit() {
+                if let ClientMessage::Shares(upload) = &mut msg
+                    && let Some(garble) = agent.garble.take()
+                {
+                    let count = if garble == Garble::All {
+                        upload.shares.len()
+                    } else {
+                        1
+                    };
+                    for s in upload.shares.iter_mut().take(count) {
+                        s.ciphertext[0] ^= 1;
+                    }
+                    upload.signature = agent
+                        .identity
+                        .sign_shares(&client.config().digest(), upload);
+                }
                 if let ClientMessage::MaskedChunk(c) = &mut msg
                     && c.offset == 0
                     && agent.raise_first_word
