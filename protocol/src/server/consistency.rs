@@ -41,6 +41,9 @@ impl Server {
         let phase = Phase::Consistency;
         let signers = self.answered();
         self.require_quorum_and_holders(&signers, phase)?;
+        // A quorum of signatures is what a client needs, and all it is sent: each one it
+        // checks costs it a signature verification, the round's largest fixed cost at small k.
+        let quorum = self.config.consistency_quorum() as usize;
         let signatures: Vec<SurvivorSignature> = self
             .signatures
             .iter()
@@ -49,6 +52,7 @@ impl Server {
                     .index_of(s.client)
                     .is_some_and(|i| signers.contains(&i))
             })
+            .take(quorum)
             .cloned()
             .collect();
         for &v in &signers {
