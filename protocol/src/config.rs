@@ -265,6 +265,12 @@ impl RoundConfig {
         self.participants.get(i as usize).map(|p| p.id)
     }
 
+    /// The ed25519 identity key of the participant at graph index `i`.
+    #[must_use]
+    pub fn identity_at(&self, i: u32) -> Option<[u8; 32]> {
+        self.participants.get(i as usize).map(|p| p.identity)
+    }
+
     /// The phase timeout.
     #[must_use]
     pub fn phase_timeout(&self) -> std::time::Duration {

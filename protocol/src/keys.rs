@@ -254,9 +254,7 @@ pub(crate) fn verify_advert(
     advert: &KeyAdvert,
 ) -> Result<(), KeyError> {
     let identity = config
-        .participants
-        .get(index as usize)
-        .map(|p| p.identity)
+        .identity_at(index)
         .ok_or(KeyError::BadIdentityKey(advert.client))?;
     AdvertContext {
         digest,

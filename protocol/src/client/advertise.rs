@@ -29,9 +29,7 @@ impl Client {
             verify_advert(&self.config, &self.digest, index, &advert)?;
             let identity = self
                 .config
-                .participants
-                .get(index as usize)
-                .map(|p| p.identity)
+                .identity_at(index)
                 .ok_or(ClientError::UnknownPeer(peer))?;
             if !keys_seen.insert(advert.enc_pk) || !keys_seen.insert(advert.mask_pk) {
                 return Err(ClientError::DuplicateKey(peer));

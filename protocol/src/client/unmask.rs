@@ -26,8 +26,7 @@ impl Client {
             let identity = self
                 .config
                 .index_of(s.client)
-                .and_then(|i| self.config.participants.get(i as usize))
-                .map(|p| p.identity)
+                .and_then(|i| self.config.identity_at(i))
                 .ok_or(ClientError::UnknownPeer(s.client))?;
             verify_survivors(
                 &identity,

@@ -20,9 +20,7 @@ impl Server {
         self.check_sender(index, from, signed.client, phase)?;
         let identity = self
             .config
-            .participants
-            .get(index as usize)
-            .map(|p| p.identity)
+            .identity_at(index)
             .ok_or(ServerError::UnknownClient(from))?;
         verify_survivors(
             &identity,

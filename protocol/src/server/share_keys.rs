@@ -59,9 +59,7 @@ impl Server {
         let tree = merkle::upload_tree(&self.digest, &upload);
         let identity = self
             .config
-            .participants
-            .get(index as usize)
-            .map(|p| p.identity)
+            .identity_at(index)
             .ok_or(ServerError::UnknownClient(from))?;
         verify_shares(
             &identity,
