@@ -8,12 +8,13 @@
 use std::collections::BTreeSet;
 
 use super::{Client, ClientError, State};
-use crate::keys::verify_survivors;
+use crate::keys::verify_survivors_all;
 use crate::wire::{ClientMessage, UnmaskRequest, UnmaskResponse};
 
 impl Client {
     pub(super) fn on_unmask_request(&mut self, request: UnmaskRequest) -> Result<(), ClientError> {
         let mut signers = BTreeSet::new();
+        let mut signed = Vec::with_capacity(request.signatures.len());
         for s in &request.signatures {
             if self.survivors.binary_search(&s.client).is_err() {
                 return Err(ClientError::SurvivorList(
@@ -28,14 +29,9 @@ impl Client {
                 .index_of(s.client)
                 .and_then(|i| self.config.identity_at(i))
                 .ok_or(ClientError::UnknownPeer(s.client))?;
-            verify_survivors(
-                &identity,
-                &self.digest,
-                s.client,
-                &self.survivors_hash,
-                &s.signature,
-            )?;
+            signed.push((s.client, identity, s.signature));
         }
+        verify_survivors_all(&self.digest, &self.survivors_hash, &signed)?;
         let quorum = self.config.consistency_quorum() as usize;
         if signers.len() < quorum {
             return Err(ClientError::NotEnoughSurvivors {
