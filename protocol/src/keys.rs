@@ -108,13 +108,33 @@ pub(crate) fn survivors_hash(survivors: &[ClientId]) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn survivors_message(digest: &[u8; 32], client: ClientId, list: &[u8; 32]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(SURVIVORS_CONTEXT.len() + 72);
-    m.extend_from_slice(SURVIVORS_CONTEXT);
+/// What a client signs over a 32-byte hash in one round: the context, the configuration
+/// digest, its id and the hash (of the survivor list, or of its shares' tree).
+fn signed_message(context: &[u8], digest: &[u8; 32], client: ClientId, hash: &[u8; 32]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(context.len() + 72);
+    m.extend_from_slice(context);
     m.extend_from_slice(digest);
     m.extend_from_slice(&client.0.to_le_bytes());
-    m.extend_from_slice(list);
+    m.extend_from_slice(hash);
     m
+}
+
+fn survivors_message(digest: &[u8; 32], client: ClientId, list: &[u8; 32]) -> Vec<u8> {
+    signed_message(SURVIVORS_CONTEXT, digest, client, list)
+}
+
+/// Checks `client`'s `signature` on `message` under its identity key (strictly); a signature
+/// that does not verify gives `refused(client)`.
+fn verify_signed(
+    identity: &[u8; 32],
+    client: ClientId,
+    message: &[u8],
+    signature: &[u8; 64],
+    refused: fn(ClientId) -> KeyError,
+) -> Result<(), KeyError> {
+    let key = VerifyingKey::from_bytes(identity).map_err(|_| KeyError::BadIdentityKey(client))?;
+    key.verify_strict(message, &Signature::from_bytes(signature))
+        .map_err(|_| refused(client))
 }
 
 /// Verifies the survivor-list signatures `(signer, identity key, signature)` on the list with
@@ -168,21 +188,17 @@ pub(crate) fn verify_survivors(
     list: &[u8; 32],
     signature: &[u8; 64],
 ) -> Result<(), KeyError> {
-    let key = VerifyingKey::from_bytes(identity).map_err(|_| KeyError::BadIdentityKey(client))?;
-    key.verify_strict(
+    verify_signed(
+        identity,
+        client,
         &survivors_message(digest, client, list),
-        &Signature::from_bytes(signature),
+        signature,
+        KeyError::BadSurvivorSignature,
     )
-    .map_err(|_| KeyError::BadSurvivorSignature(client))
 }
 
 fn shares_message(digest: &[u8; 32], client: ClientId, root: &[u8; 32]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(SHARES_CONTEXT.len() + 72);
-    m.extend_from_slice(SHARES_CONTEXT);
-    m.extend_from_slice(digest);
-    m.extend_from_slice(&client.0.to_le_bytes());
-    m.extend_from_slice(root);
-    m
+    signed_message(SHARES_CONTEXT, digest, client, root)
 }
 
 /// Verifies `client`'s signature, under its identity key, on the root of the hash tree over
@@ -194,12 +210,13 @@ pub(crate) fn verify_shares(
     root: &[u8; 32],
     signature: &[u8; 64],
 ) -> Result<(), KeyError> {
-    let key = VerifyingKey::from_bytes(identity).map_err(|_| KeyError::BadIdentityKey(client))?;
-    key.verify_strict(
+    verify_signed(
+        identity,
+        client,
         &shares_message(digest, client, root),
-        &Signature::from_bytes(signature),
+        signature,
+        KeyError::BadShareSignature,
     )
-    .map_err(|_| KeyError::BadShareSignature(client))
 }
 
 /// A client's long-term signing identity.
@@ -279,10 +296,13 @@ impl AdvertContext<'_> {
 
     /// Verifies `signature` under the identity key `identity`.
     pub(crate) fn verify(&self, identity: &[u8; 32], signature: &[u8; 64]) -> Result<(), KeyError> {
-        let key = VerifyingKey::from_bytes(identity)
-            .map_err(|_| KeyError::BadIdentityKey(self.client))?;
-        key.verify_strict(&self.message(), &Signature::from_bytes(signature))
-            .map_err(|_| KeyError::BadSignature(self.client))
+        verify_signed(
+            identity,
+            self.client,
+            &self.message(),
+            signature,
+            KeyError::BadSignature,
+        )
     }
 }
 

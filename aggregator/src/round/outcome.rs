@@ -30,10 +30,7 @@ impl RoundMachine {
             }
             Governance::Local { .. } => {
                 warn!(round = r.number, "round aborted, it will run again: {e}");
-                if self.bound.0 != r.number {
-                    self.bound = (r.number, BTreeSet::new());
-                }
-                self.bound.1.extend(r.listed.iter().copied());
+                self.sit_out(r.number, r.listed.iter().copied());
             }
         }
     }
@@ -49,17 +46,21 @@ impl RoundMachine {
         else {
             return;
         };
-        let refusers: Vec<String> = refusers.iter().map(ToString::to_string).collect();
         warn!(
             round = r.number,
             client = %client,
-            refused_by = refusers.join(","),
+            refused_by = joined(refusers),
             "sealed shares its neighbours could not open; it sits out the rest of this round"
         );
-        if self.bound.0 != r.number {
-            self.bound = (r.number, BTreeSet::new());
+        self.sit_out(r.number, [*client]);
+    }
+
+    /// These devices take no further part in attempts of round `round`.
+    fn sit_out(&mut self, round: u64, devices: impl IntoIterator<Item = ClientId>) {
+        if self.bound.0 != round {
+            self.bound = (round, BTreeSet::new());
         }
-        self.bound.1.insert(*client);
+        self.bound.1.extend(devices);
     }
 
     /// Turns a secure sum into the candidate model; off chain it becomes the global model at
@@ -94,14 +95,9 @@ impl RoundMachine {
             Err(e) => {
                 if e.is_contributors_fault() {
                     // A secure sum cannot say whose input it was: every contributor is named.
-                    let contributors: Vec<String> = output
-                        .contributors
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect();
                     warn!(
                         round = r.number,
-                        contributors = contributors.join(","),
+                        contributors = joined(&output.contributors),
                         "one of these devices sent an input no honest device sends"
                     );
                 }
@@ -233,4 +229,12 @@ fn model_files(built: &Built) -> Vec<ModelFile> {
         files.extend(moments.iter().cloned());
     }
     files
+}
+
+/// Device ids as one comma-separated log field.
+fn joined(ids: &[ClientId]) -> String {
+    ids.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }

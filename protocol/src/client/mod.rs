@@ -13,9 +13,10 @@
 //! shares to reveal. A share must carry its sender's signature (which the server checked when
 //! it arrived, so a forged one means the server forged it, and the client aborts); a signed
 //! share that does not open is its sender's fault, and the client refuses it instead of
-//! aborting: it masks without that neighbour and hands the server their pairwise seed. The one message that reveals shares is the [`ClientMessage::Unmask`] it
-//! polls: a caller that must record, durably and first, that it contributed to this attempt
-//! does so before sending it.
+//! aborting: it masks without that neighbour and hands the server their pairwise seed. The
+//! one message that reveals shares is the [`ClientMessage::Unmask`] it polls: a caller that
+//! must record, durably and first, that it contributed to this attempt does so before
+//! sending it.
 //!
 //! One file per phase: `advertise.rs` (keys in, shares out), `share_keys.rs` (shares in),
 //! `masked_input.rs` (input out), `consistency.rs` (survivor list in, signature out),

@@ -91,8 +91,9 @@ pub enum AbortError {
     },
     /// So many of a client's neighbours refused its signed shares (they did not open) that
     /// fewer than `t` survivors hold them: its secret cannot be rebuilt (for a survivor, whose
-    /// masked input is already in the sum, its self mask). Signing shares that do not open is a dishonest device's doing (or the
-    /// accusers lie: they are named too); the attempt ends and a retry goes on without it.
+    /// masked input is already in the sum, its self mask). Signing shares that do not open is
+    /// a dishonest device's doing (or the accusers lie: they are named too); the attempt ends
+    /// and a retry goes on without it.
     #[error(
         "{phase}: client {client}'s shares were refused by {} of its neighbours ({}), {holders} hold them, {need} needed",
         refusers.len(),

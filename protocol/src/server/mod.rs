@@ -24,12 +24,12 @@ pub use error::{AbortError, ServerError};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
 
+use zeroize::Zeroizing;
+
 use crate::config::{ClientId, ConfigError, RoundConfig};
 use crate::graph::NeighbourGraph;
 use crate::phase::Phase;
 use crate::shamir::Share;
-use zeroize::Zeroizing;
-
 use crate::wire::{ClientMessage, KeyAdvert, SealedShare, ServerMessage, SurvivorSignature};
 
 /// What a finished round produced.
